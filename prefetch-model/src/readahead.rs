@@ -100,7 +100,7 @@ mod tests {
         ReadaheadConfig {
             initial: 100,
             max: 800,
-            backward_slack: 10,
+            backward_slack: 30,
             forward_slack: 50,
         }
     }
