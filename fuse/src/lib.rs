@@ -1,1 +1,269 @@
+//! cairn's FUSE adapter: translates `fuser` callbacks into gateway calls and gateway results into
+//! kernel replies. It decides nothing about caching or fetching; every request is handed to the
+//! tokio runtime so the FUSE worker threads never wait on the network.
 
+mod attr;
+mod session;
+
+pub use session::{mount, MountOptions, MountedSession};
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_gateway::error::FsError;
+use cairn_gateway::gateway::Gateway;
+use fuser::{
+    Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, Request,
+};
+
+use attr::AttrMapper;
+
+/// The `fuser::Filesystem` of a cairn mount.
+pub struct CairnFs {
+    gw: Arc<Gateway>,
+    rt: tokio::runtime::Handle,
+    attrs: AttrMapper,
+}
+
+impl CairnFs {
+    /// An adapter over `gw`, running async work on `rt`; files are shown as owned by uid/gid.
+    pub fn new(gw: Arc<Gateway>, rt: tokio::runtime::Handle, uid: u32, gid: u32) -> Self {
+        let attrs = AttrMapper {
+            uid,
+            gid,
+            blksize: gw.config().fetch.block_size as u32,
+        };
+        Self { gw, rt, attrs }
+    }
+
+    fn ttl(&self) -> Duration {
+        self.gw.attr_ttl()
+    }
+}
+
+fn errno(e: &FsError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+fn name_str(name: &OsStr) -> Option<String> {
+    name.to_str().map(str::to_string)
+}
+
+impl Filesystem for CairnFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        use fuser::InitFlags;
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_MAX_PAGES;
+        let supported = wanted & config.capabilities();
+        let _ = config.add_capabilities(supported);
+        // Let the kernel ask for big sequential reads; our own readahead works on top.
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(name) = name_str(name) else {
+            // Keys are UTF-8, so a non-UTF-8 name cannot exist in the bucket.
+            reply.error(Errno::ENOENT);
+            return;
+        };
+        let gw = self.gw.clone();
+        let attrs = self.attrs;
+        let ttl = self.ttl();
+        self.rt.spawn(async move {
+            match gw.lookup(parent.0, &name).await {
+                Ok(a) => reply.entry(&ttl, &attrs.to_fuse(&a), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let gw = self.gw.clone();
+        let attrs = self.attrs;
+        let ttl = self.ttl();
+        self.rt.spawn(async move {
+            match gw.getattr(ino.0).await {
+                Ok(a) => reply.attr(&ttl, &attrs.to_fuse(&a)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
+            reply.error(Errno::EROFS);
+            return;
+        }
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw.open(ino.0).await {
+                Ok(opened) => {
+                    let f = if opened.keep_page_cache {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(opened.fh), f)
+                }
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw.read(fh.0, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.gw.release(fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw.opendir(ino.0).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let listing = match self.gw.dir_listing(fh.0) {
+            Ok(l) => l,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        // Offsets: 0 is the start, 1 is after ".", 2 after "..", 2+i+1 after entry i.
+        let mut off = offset;
+        if off == 0 {
+            if reply.add(ino, 1, fuser::FileType::Directory, ".") {
+                return reply.ok();
+            }
+            off = 1;
+        }
+        if off == 1 {
+            if reply.add(ino, 2, fuser::FileType::Directory, "..") {
+                return reply.ok();
+            }
+            off = 2;
+        }
+        for (i, e) in listing.entries.iter().enumerate().skip((off - 2) as usize) {
+            let kind = AttrMapper::kind(e.attr.kind);
+            if reply.add(INodeNo(e.attr.ino), 3 + i as u64, kind, &e.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let listing = match self.gw.dir_listing(fh.0) {
+            Ok(l) => l,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let ttl = self.ttl();
+        let mut off = offset;
+        if off < 2 {
+            // "." and ".." carry no attributes the kernel may cache (ino 0 entries are skipped
+            // for lookup-count purposes, so give the directory's own for ".").
+            let dot_attr = fuser::FileAttr {
+                ino,
+                ..self.attrs.dir_template()
+            };
+            if off == 0 {
+                if reply.add(ino, 1, ".", &Duration::ZERO, &dot_attr, Generation(0)) {
+                    return reply.ok();
+                }
+            }
+            if reply.add(ino, 2, "..", &Duration::ZERO, &dot_attr, Generation(0)) {
+                return reply.ok();
+            }
+            off = 2;
+        }
+        for (i, e) in listing.entries.iter().enumerate().skip((off - 2) as usize) {
+            let attr = self.attrs.to_fuse(&e.attr);
+            if reply.add(
+                INodeNo(e.attr.ino),
+                3 + i as u64,
+                &e.name,
+                &ttl,
+                &attr,
+                Generation(0),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.gw.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // An object store has no fixed capacity: report a large, mostly free volume.
+        const BSIZE: u32 = 4096;
+        let blocks = (1u64 << 50) / BSIZE as u64;
+        reply.statfs(blocks, blocks, blocks, 1 << 32, 1 << 32, BSIZE, 255, BSIZE);
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        reply.ok();
+    }
+}

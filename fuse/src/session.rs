@@ -1,0 +1,102 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_gateway::gateway::Gateway;
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+
+use crate::CairnFs;
+
+/// How the kernel mount is set up.
+#[derive(Clone, Debug)]
+pub struct MountOptions {
+    /// Name shown in the mount table (the bucket URL).
+    pub fs_name: String,
+    /// Let other users access the mount (`allow_other`).
+    pub allow_other: bool,
+    /// Mount read-only.
+    pub read_only: bool,
+    /// FUSE worker threads.
+    pub threads: usize,
+    /// Owner shown for every file.
+    pub uid: u32,
+    /// Group shown for every file.
+    pub gid: u32,
+}
+
+/// A mounted file system being served on background threads.
+pub struct MountedSession {
+    unmounter: SessionUnmounter,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    mountpoint: PathBuf,
+}
+
+impl MountedSession {
+    /// Blocks until the session ends (unmounted from outside, or after [`Self::unmount`]).
+    pub fn join(mut self) -> std::io::Result<()> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("FUSE thread panicked"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Unmounts; the session threads then end and [`Self::join`] returns.
+    pub fn unmount(&mut self) -> std::io::Result<()> {
+        self.unmounter.unmount()
+    }
+
+    /// The mount point.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// True while the serving threads run.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+/// Mounts `gw` at `mountpoint` and serves it on `opts.threads` FUSE worker threads.
+pub fn mount(
+    gw: Arc<Gateway>,
+    rt: tokio::runtime::Handle,
+    mountpoint: &Path,
+    opts: &MountOptions,
+) -> std::io::Result<MountedSession> {
+    let fs = CairnFs::new(gw, rt, opts.uid, opts.gid);
+    let mut mount_options = vec![
+        MountOption::FSName(opts.fs_name.clone()),
+        MountOption::Subtype("cairn".into()),
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::NoAtime,
+        MountOption::DefaultPermissions,
+        // A daemon that dies (even kill -9) takes its mount with it instead of leaving a dead
+        // mount point behind (fusermount3 watches the session).
+        MountOption::AutoUnmount,
+    ];
+    if opts.read_only {
+        mount_options.push(MountOption::RO);
+    }
+    let acl = if opts.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::RootAndOwner
+    };
+    let mut cfg = Config::default();
+    cfg.mount_options = mount_options;
+    cfg.acl = acl;
+    cfg.n_threads = Some(opts.threads.max(1));
+    cfg.clone_fd = true;
+    let mut session = Session::new(fs, mountpoint, &cfg)?;
+    let unmounter = session.unmount_callable();
+    let thread = std::thread::Builder::new()
+        .name("fuse-session".into())
+        .spawn(move || session.run())?;
+    Ok(MountedSession {
+        unmounter,
+        thread: Some(thread),
+        mountpoint: mountpoint.to_path_buf(),
+    })
+}

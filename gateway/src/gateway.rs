@@ -1,0 +1,235 @@
+//! The gateway facade the FUSE adapter (and later NFS) calls: namespace + read path + handles.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_cache::L1Cache;
+use cairn_prefetch_model::ReadaheadConfig;
+
+use crate::error::{FsError, FsResult};
+use crate::metrics::Metrics;
+use crate::namespace::{DirListing, Ino, Namespace, NamespaceConfig, NodeAttr};
+use crate::read::{BlockFetcher, FetchConfig, FileReader, ObjectVersion};
+use crate::store::{BlobStore, StoreError};
+
+/// Every tunable of the gateway core.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Namespace cache lifetimes.
+    pub namespace: NamespaceConfig,
+    /// Block size, request size and in-flight bound.
+    pub fetch: FetchConfig,
+    /// Readahead window limits.
+    pub readahead: ReadaheadConfig,
+    /// RAM cache budget in bytes.
+    pub l1_bytes: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            namespace: NamespaceConfig::default(),
+            fetch: FetchConfig::default(),
+            readahead: ReadaheadConfig {
+                max: 128 << 20,
+                ..ReadaheadConfig::default()
+            },
+            l1_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A handle id returned by `open`/`opendir`.
+pub type HandleId = u64;
+
+/// Result of opening a file.
+#[derive(Clone, Copy, Debug)]
+pub struct Opened {
+    /// The new handle.
+    pub fh: HandleId,
+    /// True when the object version is the one the previous open of this inode saw, so the
+    /// kernel's page cache for it is still valid.
+    pub keep_page_cache: bool,
+}
+
+/// The mount's core: resolves names, lists directories and serves reads.
+pub struct Gateway {
+    ns: Namespace,
+    fetcher: Arc<BlockFetcher>,
+    cfg: GatewayConfig,
+    files: Mutex<HashMap<HandleId, Arc<FileReader>>>,
+    last_open_version: Mutex<HashMap<Ino, Option<Arc<str>>>>,
+    dirs: Mutex<HashMap<HandleId, Arc<DirListing>>>,
+    next_handle: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Gateway {
+    /// A gateway over `store` showing keys under `prefix`; `store_id` names the bucket in cache keys.
+    pub fn new(
+        store: Arc<dyn BlobStore>,
+        store_id: &str,
+        prefix: String,
+        cfg: GatewayConfig,
+    ) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let cache = Arc::new(L1Cache::new(cfg.l1_bytes));
+        let fetcher = BlockFetcher::new(
+            store.clone(),
+            cache,
+            cfg.fetch,
+            Arc::from(store_id),
+            metrics.clone(),
+        );
+        Arc::new(Self {
+            ns: Namespace::new(store, prefix, cfg.namespace, metrics.clone()),
+            fetcher,
+            cfg,
+            files: Mutex::new(HashMap::new()),
+            last_open_version: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            metrics,
+        })
+    }
+
+    /// Metrics of this mount.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.cfg
+    }
+
+    /// The namespace (for stats and tests).
+    pub fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    /// The RAM cache (for stats and resizing).
+    pub fn l1(&self) -> &Arc<L1Cache> {
+        self.fetcher.cache()
+    }
+
+    /// Resolves `name` in directory `parent`.
+    pub async fn lookup(&self, parent: Ino, name: &str) -> FsResult<NodeAttr> {
+        self.ns.lookup(parent, name).await
+    }
+
+    /// Attributes of `ino`.
+    pub async fn getattr(&self, ino: Ino) -> FsResult<NodeAttr> {
+        self.ns.getattr(ino).await
+    }
+
+    /// Opens a file for reading; the version seen now is the one every read of the handle gets.
+    pub async fn open(&self, ino: Ino) -> FsResult<Opened> {
+        let (key, attr) = self.ns.open_file(ino).await?;
+        let keep_page_cache = {
+            let mut last = self.last_open_version.lock().unwrap();
+            let same = last.get(&ino) == Some(&attr.etag);
+            last.insert(ino, attr.etag.clone());
+            same
+        };
+        let obj = ObjectVersion {
+            key,
+            etag: attr.etag,
+            size: attr.size,
+        };
+        let reader = Arc::new(FileReader::new(self.fetcher.clone(), obj, self.cfg.readahead));
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.files.lock().unwrap().insert(fh, reader);
+        self.metrics.open_files.inc();
+        Ok(Opened {
+            fh,
+            keep_page_cache,
+        })
+    }
+
+    /// Reads from an open handle.
+    pub async fn read(&self, fh: HandleId, offset: u64, len: u32) -> FsResult<Bytes> {
+        let reader = self
+            .files
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
+        reader.read(offset, len as u64).await
+    }
+
+    /// Closes a file handle.
+    pub fn release(&self, fh: HandleId) {
+        if self.files.lock().unwrap().remove(&fh).is_some() {
+            self.metrics.open_files.dec();
+        }
+    }
+
+    /// Opens a directory: takes a snapshot of its listing that readdir pages through.
+    pub async fn opendir(&self, ino: Ino) -> FsResult<HandleId> {
+        let listing = self.ns.list_dir(ino).await?;
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.dirs.lock().unwrap().insert(fh, listing);
+        Ok(fh)
+    }
+
+    /// The listing snapshot behind a directory handle.
+    pub fn dir_listing(&self, fh: HandleId) -> FsResult<Arc<DirListing>> {
+        self.dirs
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
+    }
+
+    /// Closes a directory handle.
+    pub fn releasedir(&self, fh: HandleId) {
+        self.dirs.lock().unwrap().remove(&fh);
+    }
+
+    /// Metadata TTL the kernel may cache attributes and entries for.
+    pub fn attr_ttl(&self) -> Duration {
+        self.cfg.namespace.metadata_ttl
+    }
+}
+
+/// Checks at mount time that the bucket exists and the credentials work, so a bad setup fails
+/// with one clear message instead of EIO on first access.
+pub async fn check_bucket(store: &dyn BlobStore, prefix: &str) -> Result<(), String> {
+    match store.list(prefix, None, Some(1)).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(describe_mount_error(&store.describe(), &e)),
+    }
+}
+
+/// One line explaining why a mount cannot start.
+pub fn describe_mount_error(store: &str, e: &StoreError) -> String {
+    match e {
+        StoreError::NotFound(m) => {
+            format!("bucket not found: {store} ({})", first_line(m))
+        }
+        StoreError::Auth(m) => format!(
+            "access denied by {store}: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the profile) ({})",
+            first_line(m)
+        ),
+        StoreError::Transient(m) | StoreError::Throttled(m) => format!(
+            "cannot reach {store}: {} (check --endpoint-url / AWS_ENDPOINT_URL and the network)",
+            first_line(m)
+        ),
+        other => format!("{store}: {}", first_line(&other.to_string())),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let one: String = s.lines().next().unwrap_or("").to_string();
+    if one.len() > 300 {
+        format!("{}...", &one[..one.floor_char_boundary(300)])
+    } else {
+        one
+    }
+}

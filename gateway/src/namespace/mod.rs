@@ -1,0 +1,441 @@
+//! The namespace: object keys shown as files and directories.
+//!
+//! One object is one file (`<prefix>a/b.bin` is `/a/b.bin`); directories come from common
+//! prefixes and from `dir/` marker objects. Inode numbers are handed out once per (path, kind)
+//! and never reused for the life of the mount. Attributes and whole directory listings are cached
+//! for `metadata_ttl`; misses are cached for `negative_ttl`.
+
+mod names;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+pub use names::{check_name, join, NameProblem, MAX_NAME_BYTES};
+
+use crate::error::{FsError, FsResult};
+use crate::metrics::Metrics;
+use crate::store::{BlobStore, ObjectInfo, StoreError};
+
+/// Inode number.
+pub type Ino = u64;
+/// Inode of the mount's root directory.
+pub const ROOT_INO: Ino = 1;
+
+/// File or directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeKind {
+    /// A directory (common prefix or marker object).
+    Dir,
+    /// A regular file (one object).
+    File,
+}
+
+/// Attributes of one node as last seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAttr {
+    /// Inode number.
+    pub ino: Ino,
+    /// File or directory.
+    pub kind: NodeKind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Modification time (object's Last-Modified; mount time for directories).
+    pub mtime: SystemTime,
+    /// ETag of the object version these attributes describe.
+    pub etag: Option<Arc<str>>,
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    /// File name.
+    pub name: String,
+    /// Its attributes.
+    pub attr: NodeAttr,
+}
+
+/// A snapshot of one directory's children, sorted by name.
+#[derive(Debug)]
+pub struct DirListing {
+    /// Entries in name order.
+    pub entries: Vec<DirEntry>,
+    by_name: HashMap<String, usize>,
+    fetched: Instant,
+}
+
+impl DirListing {
+    /// Finds a child by name.
+    pub fn get(&self, name: &str) -> Option<&DirEntry> {
+        self.by_name.get(name).map(|&i| &self.entries[i])
+    }
+}
+
+struct Inode {
+    kind: NodeKind,
+    /// Path relative to the mount root, no leading or trailing `/`; empty for the root.
+    path: Arc<str>,
+    state: Mutex<InodeState>,
+}
+
+struct InodeState {
+    size: u64,
+    mtime: SystemTime,
+    etag: Option<Arc<str>>,
+    validated: Instant,
+}
+
+/// Cache lifetimes of the namespace.
+#[derive(Clone, Copy, Debug)]
+pub struct NamespaceConfig {
+    /// How long attributes and listings are trusted.
+    pub metadata_ttl: Duration,
+    /// How long a miss is trusted.
+    pub negative_ttl: Duration,
+    /// Most entries kept in the negative cache.
+    pub negative_capacity: usize,
+}
+
+impl Default for NamespaceConfig {
+    fn default() -> Self {
+        Self {
+            metadata_ttl: Duration::from_secs(5),
+            negative_ttl: Duration::from_secs(5),
+            negative_capacity: 100_000,
+        }
+    }
+}
+
+/// The mount's view of the bucket.
+pub struct Namespace {
+    store: Arc<dyn BlobStore>,
+    prefix: String,
+    cfg: NamespaceConfig,
+    mount_time: SystemTime,
+    next_ino: AtomicU64,
+    inodes: Mutex<HashMap<Ino, Arc<Inode>>>,
+    by_path: Mutex<HashMap<(Arc<str>, NodeKind), Ino>>,
+    listings: Mutex<HashMap<Ino, Arc<DirListing>>>,
+    negative: Mutex<HashMap<(Ino, String), Instant>>,
+    warned_keys: Mutex<HashSet<String>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Namespace {
+    /// A namespace over `store`, showing keys under `prefix` (empty or ending in `/`).
+    pub fn new(
+        store: Arc<dyn BlobStore>,
+        prefix: String,
+        cfg: NamespaceConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let now = SystemTime::now();
+        let root = Arc::new(Inode {
+            kind: NodeKind::Dir,
+            path: Arc::from(""),
+            state: Mutex::new(InodeState {
+                size: 0,
+                mtime: now,
+                etag: None,
+                validated: Instant::now(),
+            }),
+        });
+        let mut inodes = HashMap::new();
+        inodes.insert(ROOT_INO, root);
+        let mut by_path = HashMap::new();
+        by_path.insert((Arc::from(""), NodeKind::Dir), ROOT_INO);
+        Self {
+            store,
+            prefix,
+            cfg,
+            mount_time: now,
+            next_ino: AtomicU64::new(ROOT_INO + 1),
+            inodes: Mutex::new(inodes),
+            by_path: Mutex::new(by_path),
+            listings: Mutex::new(HashMap::new()),
+            negative: Mutex::new(HashMap::new()),
+            warned_keys: Mutex::new(HashSet::new()),
+            metrics,
+        }
+    }
+
+    /// The store this namespace reads.
+    pub fn store(&self) -> &Arc<dyn BlobStore> {
+        &self.store
+    }
+
+    /// Bucket key of a file at `path`.
+    pub fn file_key(&self, path: &str) -> String {
+        format!("{}{}", self.prefix, path)
+    }
+
+    /// Listing prefix of a directory at `path` (`""` is the mount root).
+    pub fn dir_prefix(&self, path: &str) -> String {
+        if path.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}{}/", self.prefix, path)
+        }
+    }
+
+    /// Relative path of an inode (for logs and keys).
+    pub fn path_of(&self, ino: Ino) -> FsResult<Arc<str>> {
+        Ok(self.inode(ino)?.path.clone())
+    }
+
+    fn inode(&self, ino: Ino) -> FsResult<Arc<Inode>> {
+        self.inodes
+            .lock()
+            .unwrap()
+            .get(&ino)
+            .cloned()
+            .ok_or(FsError::BadHandle)
+    }
+
+    fn attr_of(&self, ino: Ino, node: &Inode) -> NodeAttr {
+        let st = node.state.lock().unwrap();
+        NodeAttr {
+            ino,
+            kind: node.kind,
+            size: st.size,
+            mtime: st.mtime,
+            etag: st.etag.clone(),
+        }
+    }
+
+    /// Returns the inode for (path, kind), creating it on first sight, and records `seen`.
+    fn intern(&self, path: &str, kind: NodeKind, seen: Option<&ObjectInfo>) -> NodeAttr {
+        let key = (Arc::<str>::from(path), kind);
+        let mut by_path = self.by_path.lock().unwrap();
+        let (ino, node) = match by_path.get(&key) {
+            Some(&ino) => (ino, self.inodes.lock().unwrap()[&ino].clone()),
+            None => {
+                let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
+                let node = Arc::new(Inode {
+                    kind,
+                    path: key.0.clone(),
+                    state: Mutex::new(InodeState {
+                        size: 0,
+                        mtime: self.mount_time,
+                        etag: None,
+                        validated: Instant::now(),
+                    }),
+                });
+                self.inodes.lock().unwrap().insert(ino, node.clone());
+                by_path.insert(key, ino);
+                (ino, node)
+            }
+        };
+        drop(by_path);
+        if let Some(info) = seen {
+            let mut st = node.state.lock().unwrap();
+            st.size = info.size;
+            st.mtime = info.last_modified;
+            st.etag = Some(Arc::from(version_token(info).as_str()));
+            st.validated = Instant::now();
+        } else if kind == NodeKind::Dir {
+            node.state.lock().unwrap().validated = Instant::now();
+        }
+        self.attr_of(ino, &node)
+    }
+
+    fn warn_key(&self, key: &str, why: &str) {
+        self.metrics.invalid_keys.inc();
+        let mut warned = self.warned_keys.lock().unwrap();
+        if warned.len() < 10_000 && warned.insert(key.to_string()) {
+            tracing::warn!(key, "object key not shown: {why}");
+        }
+    }
+
+    fn fresh_listing(&self, dir: Ino) -> Option<Arc<DirListing>> {
+        let l = self.listings.lock().unwrap().get(&dir).cloned()?;
+        (l.fetched.elapsed() < self.cfg.metadata_ttl).then_some(l)
+    }
+
+    /// Resolves `name` in directory `parent`.
+    pub async fn lookup(&self, parent: Ino, name: &str) -> FsResult<NodeAttr> {
+        let dir = self.inode(parent)?;
+        if dir.kind != NodeKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        match check_name(name) {
+            Ok(()) => {}
+            Err(NameProblem::TooLong) => return Err(FsError::NameTooLong),
+            Err(_) => return Err(FsError::NotFound),
+        }
+        if let Some(listing) = self.fresh_listing(parent) {
+            self.metrics.lookup_from_listing.inc();
+            return listing
+                .get(name)
+                .map(|e| e.attr.clone())
+                .ok_or(FsError::NotFound);
+        }
+        let neg_key = (parent, name.to_string());
+        if let Some(&exp) = self.negative.lock().unwrap().get(&neg_key) {
+            if exp > Instant::now() {
+                self.metrics.negative_hits.inc();
+                return Err(FsError::NotFound);
+            }
+        }
+        let path = join(&dir.path, name);
+        let file_key = self.file_key(&path);
+        let dir_prefix = self.dir_prefix(&path);
+        let (head, list) = tokio::join!(
+            self.store.head(&file_key),
+            self.store.list(&dir_prefix, None, Some(1))
+        );
+        let is_dir = match list {
+            Ok(p) => !p.objects.is_empty() || !p.prefixes.is_empty(),
+            Err(StoreError::NotFound(_)) => false,
+            Err(e) => return Err(FsError::from_store(e, &dir_prefix)),
+        };
+        let file = match head {
+            Ok(info) => Some(info),
+            Err(StoreError::NotFound(_)) | Err(StoreError::InvalidKey(_)) => None,
+            Err(e) => return Err(FsError::from_store(e, &file_key)),
+        };
+        if is_dir {
+            if file.is_some() {
+                self.warn_key(&file_key, "the key is also a directory prefix; the directory is shown");
+            }
+            return Ok(self.intern(&path, NodeKind::Dir, None));
+        }
+        if let Some(info) = file {
+            return Ok(self.intern(&path, NodeKind::File, Some(&info)));
+        }
+        let mut neg = self.negative.lock().unwrap();
+        if neg.len() >= self.cfg.negative_capacity {
+            neg.clear();
+        }
+        neg.insert(neg_key, Instant::now() + self.cfg.negative_ttl);
+        Err(FsError::NotFound)
+    }
+
+    /// Attributes of `ino`, revalidating a file with HEAD once its TTL has passed.
+    pub async fn getattr(&self, ino: Ino) -> FsResult<NodeAttr> {
+        let node = self.inode(ino)?;
+        let stale = node.state.lock().unwrap().validated.elapsed() >= self.cfg.metadata_ttl;
+        if node.kind == NodeKind::File && stale {
+            let key = self.file_key(&node.path);
+            let info = self
+                .store
+                .head(&key)
+                .await
+                .map_err(|e| FsError::from_store(e, &key))?;
+            return Ok(self.intern(&node.path, NodeKind::File, Some(&info)));
+        }
+        Ok(self.attr_of(ino, &node))
+    }
+
+    /// The children of directory `ino`: a cached snapshot while fresh, else a full listing.
+    pub async fn list_dir(&self, ino: Ino) -> FsResult<Arc<DirListing>> {
+        let dir = self.inode(ino)?;
+        if dir.kind != NodeKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        if let Some(l) = self.fresh_listing(ino) {
+            return Ok(l);
+        }
+        let prefix = self.dir_prefix(&dir.path);
+        let mut files: Vec<ObjectInfo> = Vec::new();
+        let mut dirs: Vec<String> = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .store
+                .list(&prefix, token, None)
+                .await
+                .map_err(|e| FsError::from_store(e, &prefix))?;
+            files.extend(page.objects);
+            dirs.extend(page.prefixes);
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut entries: Vec<DirEntry> = Vec::with_capacity(files.len() + dirs.len());
+        let mut dir_names: HashSet<String> = HashSet::new();
+        for p in dirs {
+            let Some(name) = p.strip_prefix(&prefix).and_then(|n| n.strip_suffix('/')) else {
+                continue;
+            };
+            if let Err(why) = check_name(name) {
+                self.warn_key(&p, &why.to_string());
+                continue;
+            }
+            let attr = self.intern(&join(&dir.path, name), NodeKind::Dir, None);
+            dir_names.insert(name.to_string());
+            entries.push(DirEntry {
+                name: name.to_string(),
+                attr,
+            });
+        }
+        for o in files {
+            // The directory's own marker object (`dir/`) lists as the prefix itself.
+            let Some(name) = o.key.strip_prefix(&prefix) else {
+                continue;
+            };
+            if name.is_empty() {
+                continue;
+            }
+            if let Err(why) = check_name(name) {
+                self.warn_key(&o.key, &why.to_string());
+                continue;
+            }
+            if dir_names.contains(name) {
+                self.warn_key(&o.key, "the key is also a directory prefix; the directory is shown");
+                continue;
+            }
+            let attr = self.intern(&join(&dir.path, name), NodeKind::File, Some(&o));
+            entries.push(DirEntry {
+                name: name.to_string(),
+                attr,
+            });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        let listing = Arc::new(DirListing {
+            entries,
+            by_name,
+            fetched: Instant::now(),
+        });
+        self.listings.lock().unwrap().insert(ino, listing.clone());
+        self.metrics.listings.inc();
+        Ok(listing)
+    }
+
+    /// The object version an open of `ino` should read: revalidated if its TTL passed.
+    pub async fn open_file(&self, ino: Ino) -> FsResult<(Arc<str>, NodeAttr)> {
+        let node = self.inode(ino)?;
+        if node.kind == NodeKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let attr = self.getattr(ino).await?;
+        Ok((Arc::from(self.file_key(&node.path).as_str()), attr))
+    }
+
+    /// Number of inodes handed out (for stats).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.lock().unwrap().len()
+    }
+}
+
+/// The version token of an object: its ETag, or size+mtime where a store has none.
+pub fn version_token(info: &ObjectInfo) -> String {
+    match &info.etag {
+        Some(e) => e.clone(),
+        None => format!(
+            "size{}-mtime{}",
+            info.size,
+            info.last_modified
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ),
+    }
+}

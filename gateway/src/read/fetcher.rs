@@ -1,0 +1,265 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use cairn_cache::{BlockKey, L1Cache};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::error::{FsError, FsResult};
+use crate::metrics::Metrics;
+use crate::store::{BlobStore, RetryPolicy, StoreError};
+
+/// One version of one object, as pinned by an open file handle.
+#[derive(Clone, Debug)]
+pub struct ObjectVersion {
+    /// Bucket key.
+    pub key: Arc<str>,
+    /// ETag (or version token) read at open; every GET of the handle is conditional on it.
+    pub etag: Option<Arc<str>>,
+    /// Object size at open.
+    pub size: u64,
+}
+
+/// Sizes and limits of the fetcher.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchConfig {
+    /// Cache block size in bytes.
+    pub block_size: u64,
+    /// Largest single ranged GET (a run of consecutive missing blocks).
+    pub max_request: u64,
+    /// Bound on bytes of GETs in flight across the mount.
+    pub max_inflight_bytes: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            block_size: 1 << 20,
+            max_request: 8 << 20,
+            max_inflight_bytes: 512 << 20,
+        }
+    }
+}
+
+/// A block that is ready or on its way; clones share the one fetch.
+pub type BlockFuture = Shared<BoxFuture<'static, FsResult<Bytes>>>;
+
+/// Serves blocks from the RAM cache or fetches them, once, with ranged GETs.
+pub struct BlockFetcher {
+    store: Arc<dyn BlobStore>,
+    cache: Arc<L1Cache>,
+    cfg: FetchConfig,
+    namespace_id: Arc<str>,
+    inflight: Mutex<HashMap<BlockKey, BlockFuture>>,
+    memory: Arc<Semaphore>,
+    retry: RetryPolicy,
+    metrics: Arc<Metrics>,
+}
+
+struct Pending {
+    index: u64,
+    tx: oneshot::Sender<FsResult<Bytes>>,
+}
+
+impl BlockFetcher {
+    /// A fetcher reading from `store`, caching in `cache`. `namespace_id` qualifies cache keys
+    /// (store + bucket) so two buckets never share blocks.
+    pub fn new(
+        store: Arc<dyn BlobStore>,
+        cache: Arc<L1Cache>,
+        cfg: FetchConfig,
+        namespace_id: Arc<str>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        assert!(cfg.block_size > 0 && cfg.max_request >= cfg.block_size);
+        let permits = cfg.max_inflight_bytes.max(cfg.max_request).min(usize::MAX as u64 >> 4);
+        Arc::new(Self {
+            store,
+            cache,
+            cfg,
+            namespace_id,
+            inflight: Mutex::new(HashMap::new()),
+            memory: Arc::new(Semaphore::new(permits as usize)),
+            retry: RetryPolicy::default(),
+            metrics,
+        })
+    }
+
+    /// Block size in bytes.
+    pub fn block_size(&self) -> u64 {
+        self.cfg.block_size
+    }
+
+    /// The RAM tier.
+    pub fn cache(&self) -> &Arc<L1Cache> {
+        &self.cache
+    }
+
+    fn key(&self, obj: &ObjectVersion, index: u64) -> BlockKey {
+        let version = obj.etag.clone().unwrap_or_else(|| Arc::from(""));
+        BlockKey::new(
+            Arc::from(format!("{}/{}", self.namespace_id, obj.key).as_str()),
+            version,
+            index,
+        )
+    }
+
+    /// Futures for blocks `first..=last` of `obj`, starting fetches for the missing ones:
+    /// consecutive missing blocks are fetched together, up to `max_request` bytes per GET.
+    pub fn blocks(self: &Arc<Self>, obj: &ObjectVersion, first: u64, last: u64) -> Vec<BlockFuture> {
+        let per_request = (self.cfg.max_request / self.cfg.block_size).max(1) as usize;
+        let mut out = Vec::with_capacity((last + 1 - first) as usize);
+        let mut runs: Vec<Vec<Pending>> = Vec::new();
+        {
+            let mut inflight = self.inflight.lock().unwrap();
+            let mut run: Vec<Pending> = Vec::new();
+            for index in first..=last {
+                let key = self.key(obj, index);
+                if let Some(f) = inflight.get(&key) {
+                    out.push(f.clone());
+                } else if let Some(b) = self.cache.get(&key) {
+                    self.metrics.block_hits.inc();
+                    out.push(futures::future::ready(Ok(b)).boxed().shared());
+                } else {
+                    self.metrics.block_misses.inc();
+                    let (tx, rx) = oneshot::channel();
+                    let fut = rx
+                        .map(|r| r.unwrap_or_else(|_| Err(FsError::Io("block fetch abandoned".into()))))
+                        .boxed()
+                        .shared();
+                    inflight.insert(key, fut.clone());
+                    out.push(fut);
+                    let contiguous = run.last().is_some_and(|p| p.index + 1 == index);
+                    if !run.is_empty() && (!contiguous || run.len() >= per_request) {
+                        runs.push(std::mem::take(&mut run));
+                    }
+                    run.push(Pending { index, tx });
+                    continue;
+                }
+                if !run.is_empty() {
+                    runs.push(std::mem::take(&mut run));
+                }
+            }
+            if !run.is_empty() {
+                runs.push(run);
+            }
+        }
+        for run in runs {
+            let this = self.clone();
+            let obj = obj.clone();
+            tokio::spawn(async move { this.fetch_run(obj, run).await });
+        }
+        out
+    }
+
+    fn block_len(&self, obj: &ObjectVersion, index: u64) -> u64 {
+        let start = index * self.cfg.block_size;
+        self.cfg.block_size.min(obj.size.saturating_sub(start))
+    }
+
+    /// Fetches one run of consecutive blocks with one ranged GET, resuming a broken body from
+    /// the first byte not yet received, and delivers each block as soon as it is complete.
+    async fn fetch_run(self: Arc<Self>, obj: ObjectVersion, run: Vec<Pending>) {
+        let first = run[0].index;
+        let last = run[run.len() - 1].index;
+        let start = first * self.cfg.block_size;
+        let end = (start + (last - first) * self.cfg.block_size + self.block_len(&obj, last))
+            .min(obj.size);
+        let want = (end - start) as u32;
+        let _permit = match self.memory.clone().acquire_many_owned(want.max(1)).await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        self.metrics.inflight_bytes.add(want as i64);
+        let mut pending = run.into_iter();
+        let mut current = pending.next();
+        let mut buf = BytesMut::new();
+        let mut offset = start;
+        let mut attempt = 1;
+        let etag = obj.etag.as_deref();
+        let result: Result<(), StoreError> = loop {
+            self.metrics.get_requests.inc();
+            let mut stream = match self.store.get_range(&obj.key, offset..end, etag).await {
+                Ok(s) => s,
+                Err(e) => break Err(e),
+            };
+            let mut broken = None;
+            while let Some(chunk) = stream.next().await {
+                let mut chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        broken = Some(e);
+                        break;
+                    }
+                };
+                offset += chunk.len() as u64;
+                self.metrics.get_bytes.inc_by(chunk.len() as u64);
+                while !chunk.is_empty() {
+                    let Some(p) = &current else {
+                        break;
+                    };
+                    let need = self.block_len(&obj, p.index) as usize - buf.len();
+                    let take = need.min(chunk.len());
+                    if buf.is_empty() && take == need {
+                        // Whole block inside this chunk: no copy.
+                        let block = chunk.split_to(take);
+                        self.deliver(&obj, current.take().unwrap(), block);
+                        current = pending.next();
+                        continue;
+                    }
+                    buf.extend_from_slice(&chunk.split_to(take));
+                    if buf.len() as u64 == self.block_len(&obj, p.index) {
+                        let block = std::mem::take(&mut buf).freeze();
+                        self.deliver(&obj, current.take().unwrap(), block);
+                        current = pending.next();
+                    }
+                }
+            }
+            if current.is_none() {
+                break Ok(());
+            }
+            let e = broken.unwrap_or_else(|| {
+                StoreError::Transient(format!(
+                    "{}: body ended at byte {offset} of range {start}..{end}",
+                    obj.key
+                ))
+            });
+            if !e.is_retryable() || attempt >= self.retry.max_attempts {
+                break Err(e);
+            }
+            // Resume from the first byte of the block being assembled (drop its partial bytes
+            // so block boundaries stay simple).
+            let p = current.as_ref().unwrap();
+            offset = p.index * self.cfg.block_size;
+            buf.clear();
+            self.metrics.get_resumes.inc();
+            tracing::debug!(key = %obj.key, offset, %e, "resuming broken GET");
+            tokio::time::sleep(self.retry.delay(attempt)).await;
+            attempt += 1;
+        };
+        self.metrics.inflight_bytes.sub(want as i64);
+        if let Err(e) = result {
+            let err = FsError::from_store(e, &obj.key);
+            if let FsError::Stale(m) = &err {
+                self.metrics.stale_reads.inc();
+                tracing::error!(key = %obj.key, "{m}");
+            } else {
+                tracing::warn!(key = %obj.key, "read failed: {err}");
+            }
+            for p in current.into_iter().chain(pending) {
+                let key = self.key(&obj, p.index);
+                self.inflight.lock().unwrap().remove(&key);
+                let _ = p.tx.send(Err(err.clone()));
+            }
+        }
+    }
+
+    fn deliver(&self, obj: &ObjectVersion, p: Pending, block: Bytes) {
+        let key = self.key(obj, p.index);
+        self.cache.insert(key.clone(), block.clone());
+        let _ = p.tx.send(Ok(block));
+        self.inflight.lock().unwrap().remove(&key);
+    }
+}
