@@ -8,6 +8,7 @@ mod error;
 mod location;
 mod object_store_backend;
 mod retry;
+mod s3_list;
 
 use std::ops::Range;
 use std::time::SystemTime;

@@ -36,6 +36,8 @@ pub struct S3Settings {
 pub struct ObjectStoreBlob {
     store: Arc<dyn ObjectStore>,
     paginated: Option<Arc<dyn PaginatedListStore>>,
+    s3_lister: Option<super::s3_list::S3Lister>,
+    local_root: Option<std::path::PathBuf>,
     description: String,
 }
 
@@ -45,6 +47,8 @@ impl ObjectStoreBlob {
         Self {
             store,
             paginated: None,
+            s3_lister: None,
+            local_root: None,
             description: description.into(),
         }
     }
@@ -88,10 +92,23 @@ impl ObjectStoreBlob {
                         }
                     }
                 }
-                let s = Arc::new(b.with_client_options(client).build().map_err(cfg_err)?);
+                let s = Arc::new(
+                    b.with_client_options(client.clone())
+                        .build()
+                        .map_err(cfg_err)?,
+                );
+                let lister = super::s3_list::S3Lister::new(
+                    s.clone(),
+                    &client,
+                    endpoint.as_deref(),
+                    bucket,
+                    &region,
+                )?;
                 Ok(Self {
                     store: s.clone(),
                     paginated: Some(s),
+                    s3_lister: Some(lister),
+                    local_root: None,
                     description: format!(
                         "s3://{bucket} at {}",
                         endpoint.unwrap_or_else(|| format!("AWS region {region}"))
@@ -110,6 +127,8 @@ impl ObjectStoreBlob {
                 Ok(Self {
                     store: s.clone(),
                     paginated: Some(s),
+                    s3_lister: None,
+                    local_root: None,
                     description: format!("gs://{bucket}"),
                 })
             }
@@ -125,6 +144,8 @@ impl ObjectStoreBlob {
                 Ok(Self {
                     store: s.clone(),
                     paginated: Some(s),
+                    s3_lister: None,
+                    local_root: None,
                     description: format!("az://{container}"),
                 })
             }
@@ -137,10 +158,9 @@ impl ObjectStoreBlob {
                 }
                 let s = object_store::local::LocalFileSystem::new_with_prefix(root)
                     .map_err(cfg_err)?;
-                Ok(Self::from_store(
-                    Arc::new(s),
-                    format!("file://{}", root.display()),
-                ))
+                let mut me = Self::from_store(Arc::new(s), format!("file://{}", root.display()));
+                me.local_root = Some(root.clone());
+                Ok(me)
             }
             BackendKind::Memory => Ok(Self::from_store(
                 Arc::new(object_store::memory::InMemory::new()),
@@ -255,6 +275,9 @@ impl BlobStore for ObjectStoreBlob {
         page_token: Option<String>,
         max_keys: Option<usize>,
     ) -> StoreResult<ListPage> {
+        if let Some(l) = &self.s3_lister {
+            return l.list(prefix, page_token, max_keys).await;
+        }
         if let Some(p) = &self.paginated {
             let opts = PaginatedListOptions {
                 delimiter: Some("/".into()),
@@ -274,8 +297,29 @@ impl BlobStore for ObjectStoreBlob {
         } else {
             Some(path(prefix.trim_end_matches('/'))?)
         };
-        let r = self.store.list_with_delimiter(p.as_ref()).await?;
-        Ok(page_from(r, prefix))
+        let r = match self.store.list_with_delimiter(p.as_ref()).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(ListPage::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut page = page_from(r, prefix);
+        // In a local directory acting as a bucket, an empty directory is the marker object.
+        if let Some(root) = &self.local_root {
+            if page.objects.is_empty()
+                && page.prefixes.is_empty()
+                && !prefix.is_empty()
+                && root.join(prefix.trim_end_matches('/')).is_dir()
+            {
+                page.objects.push(ObjectInfo {
+                    key: prefix.to_string(),
+                    size: 0,
+                    etag: None,
+                    version: None,
+                    last_modified: SystemTime::UNIX_EPOCH,
+                });
+            }
+        }
+        Ok(page)
     }
 
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
