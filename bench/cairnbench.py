@@ -1,0 +1,1184 @@
+#!/usr/bin/env python3
+"""cairn benchmark driver.  Started by bench/run.sh, which installs the tools, builds cairn, starts a
+private Garage server and exports its coordinates; see docs/BENCHMARKS.md for the workloads.
+
+  cairnbench.py run                 upload the corpus, measure every system, write the report
+  cairnbench.py worker KIND ARGS    one measurement on a mounted path (run in a child process so
+                                    that a hung FUSE mount can be aborted without hanging us)
+
+Configuration comes from the environment (BENCH_*, AWS_*), see Config below.
+Only the Python standard library is needed, plus boto3 for the upload and one ceiling variant.
+"""
+import concurrent.futures as cf
+import datetime
+import hashlib
+import hmac
+import http.client
+import json
+import math
+import mmap
+import os
+import platform
+import random
+import re
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+MiB = 1 << 20
+PART = 8 * MiB            # multipart part size and ceiling range size
+POOL = 64 * MiB           # random pool the small objects are sliced from
+BIG_KEY = "seq/big.bin"
+SMALL_DIR = "small"
+LIST_DIR = "dir"
+
+
+def log(*a):
+    print(f"[bench {time.strftime('%H:%M:%S')}]", *a, file=sys.stderr, flush=True)
+
+
+def env_int(name, default):
+    v = os.environ.get(name, "")
+    return int(v) if v.strip() else default
+
+
+# ----------------------------------------------------------------------------------------------
+# configuration
+
+
+class Config:
+    def __init__(self):
+        quick = os.environ.get("BENCH_QUICK", "0") == "1"
+        e = os.environ
+        self.quick = quick
+        self.work = e["BENCH_WORKDIR"]
+        self.endpoint = e["AWS_ENDPOINT_URL"]
+        self.ak = e["AWS_ACCESS_KEY_ID"]
+        self.sk = e["AWS_SECRET_ACCESS_KEY"]
+        self.region = e.get("AWS_REGION", "us-east-1")
+        self.bucket = e.get("BENCH_BUCKET", "bench")
+        self.big_bytes = env_int("BENCH_BIG_MIB", 64 if quick else 1024) * MiB
+        self.small_n = env_int("BENCH_SMALL_FILES", 300 if quick else 10000)
+        self.small_bytes = env_int("BENCH_SMALL_KIB", 110) * 1024
+        self.dir_n = env_int("BENCH_DIR_ENTRIES", 2000 if quick else 100000)
+        self.dir_bytes = env_int("BENCH_DIR_ENTRY_BYTES", 1024)
+        self.runs = env_int("BENCH_RUNS", 1 if quick else 3)
+        self.fio_runtime = env_int("BENCH_FIO_RUNTIME", 3 if quick else 20)
+        self.threads = env_int("BENCH_THREADS", 8)
+        self.fio_jobs = env_int("BENCH_FIO_JOBS", 4)
+        self.timeout = env_int("BENCH_TIMEOUT", 1800)
+        self.upload_threads = env_int("BENCH_UPLOAD_THREADS", 32)
+        self.seed = env_int("BENCH_SEED", 42)
+        self.systems = e.get("BENCH_SYSTEMS", "cairn rclone s3fs ceiling").split()
+        self.workloads = e.get("BENCH_WORKLOADS", "seq rand files list").split()
+        self.verify = e.get("BENCH_VERIFY", "1") == "1"
+        self.cairn_bin = e.get("BENCH_CAIRN_BIN", "cairn")
+        self.cairn_args = shlex.split(e.get("BENCH_CAIRN_ARGS", ""))
+        self.rclone_args = shlex.split(e.get("BENCH_RCLONE_ARGS", ""))
+        self.s3fs_args = shlex.split(e.get("BENCH_S3FS_ARGS", ""))
+        self.cmdline = e.get("BENCH_CMDLINE", "bench/run.sh")
+        self.results_dir = e.get("BENCH_RESULTS_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+        self.full_size = (self.big_bytes == 1024 * MiB and self.small_n == 10000 and self.small_bytes == 110 * 1024
+                          and self.dir_n == 100000)
+
+    def corpus_text(self):
+        return (f"{human(self.big_bytes)} file; {self.small_n:,} × {human(self.small_bytes)} files; "
+                f"{self.dir_n:,} × {human(self.dir_bytes)} entries in one directory")
+
+
+def human(n):
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.1f} MiB"
+    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
+
+
+# ----------------------------------------------------------------------------------------------
+# deterministic corpus content (so that any system's bytes can be checked afterwards)
+
+
+def big_part(seed, i, total):
+    n = min(PART, total - i * PART)
+    return random.Random(f"big-{seed}-{i}").randbytes(n)
+
+
+_pool = None
+
+
+def pool(seed):
+    global _pool
+    if _pool is None:
+        _pool = random.Random(f"pool-{seed}").randbytes(POOL)
+    return _pool
+
+
+def small_name(i):
+    return f"f{i:05d}.bin"
+
+
+def dir_name(i):
+    return f"e{i:06d}"
+
+
+def small_content(seed, i, size):
+    p = pool(seed)
+    off = (i * 7919 * 17) % (len(p) - size)
+    return p[off:off + size]
+
+
+def dir_content(seed, i, size):
+    p = pool(seed)
+    off = (i * 104729 + 13) % (len(p) - size)
+    return p[off:off + size]
+
+
+# ----------------------------------------------------------------------------------------------
+# minimal S3 client (SigV4, UNSIGNED-PAYLOAD, keep-alive per thread) for the raw ceilings
+
+
+class RawS3:
+    def __init__(self, cfg):
+        u = urllib.parse.urlsplit(cfg.endpoint)
+        self.host, self.port, self.netloc = u.hostname, u.port or 80, u.netloc
+        self.ak, self.sk, self.region, self.bucket = cfg.ak, cfg.sk, cfg.region, cfg.bucket
+        self.local = threading.local()
+        self._keys = {}
+
+    def _conn(self):
+        c = getattr(self.local, "conn", None)
+        if c is None:
+            c = self.local.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        return c
+
+    def _signing_key(self, date):
+        k = self._keys.get(date)
+        if k is None:
+            k = ("AWS4" + self.sk).encode()
+            for part in (date, self.region, "s3", "aws4_request"):
+                k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+            self._keys[date] = k
+        return k
+
+    def sign(self, method, key, query=(), headers=None):
+        path = "/" + self.bucket + ("/" + urllib.parse.quote(key, safe="/-_.~") if key else "")
+        amzdate = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        h = {k.lower(): str(v) for k, v in (headers or {}).items()}
+        h.update({"host": self.netloc, "x-amz-date": amzdate, "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+        names = sorted(h)
+        q = "&".join(f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+                     for k, v in sorted(query))
+        creq = "\n".join([method, path, q, "".join(f"{n}:{h[n].strip()}\n" for n in names), ";".join(names),
+                          "UNSIGNED-PAYLOAD"])
+        scope = f"{amzdate[:8]}/{self.region}/s3/aws4_request"
+        sts = "\n".join(["AWS4-HMAC-SHA256", amzdate, scope, hashlib.sha256(creq.encode()).hexdigest()])
+        sig = hmac.new(self._signing_key(amzdate[:8]), sts.encode(), hashlib.sha256).hexdigest()
+        h["authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.ak}/{scope}, SignedHeaders={';'.join(names)}, "
+                              f"Signature={sig}")
+        return path + ("?" + q if q else ""), h
+
+    def request(self, method, key, query=(), headers=None, body=None, sink=None):
+        """Returns (status, body bytes or byte count when sink (a bytearray) is given)."""
+        url, h = self.sign(method, key, query, headers)
+        for attempt in range(3):
+            c = self._conn()
+            try:
+                c.request(method, url, body=body, headers=h)
+                r = c.getresponse()
+                # Garage sends the response head and body in separate segments without TCP_NODELAY; on a
+                # reused connection our delayed ACK of the head then stalls the body for 40 ms. Ack now.
+                c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+                if sink is None:
+                    return r.status, r.read()
+                mv, n = memoryview(sink), 0
+                while True:
+                    k = r.readinto(mv)
+                    if not k:
+                        break
+                    n += k
+                return r.status, n
+            except (http.client.HTTPException, OSError):
+                c.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+                url, h = self.sign(method, key, query, headers)
+
+
+def boto_client(cfg, pool_size=32):
+    import boto3
+    from botocore.config import Config as BotoConfig
+    kw = dict(max_pool_connections=pool_size, retries={"max_attempts": 5, "mode": "standard"},
+              s3={"addressing_style": "path"})
+    try:
+        bc = BotoConfig(request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required", **kw)
+    except TypeError:  # older botocore
+        bc = BotoConfig(**kw)
+    return boto3.client("s3", endpoint_url=cfg.endpoint, aws_access_key_id=cfg.ak,
+                        aws_secret_access_key=cfg.sk, region_name=cfg.region, config=bc)
+
+
+# ----------------------------------------------------------------------------------------------
+# corpus upload
+
+
+def upload(cfg):
+    s3 = boto_client(cfg, cfg.upload_threads + 4)
+    t0 = time.time()
+    # the big object: multipart, parts generated (deterministically) in the worker threads
+    nparts = max(1, math.ceil(cfg.big_bytes / PART))
+    mpu = s3.create_multipart_upload(Bucket=cfg.bucket, Key=BIG_KEY)
+
+    def put_part(i):
+        r = s3.upload_part(Bucket=cfg.bucket, Key=BIG_KEY, UploadId=mpu["UploadId"], PartNumber=i + 1,
+                           Body=big_part(cfg.seed, i, cfg.big_bytes))
+        return {"PartNumber": i + 1, "ETag": r["ETag"]}
+
+    with cf.ThreadPoolExecutor(4) as ex:
+        parts = list(ex.map(put_part, range(nparts)))
+    s3.complete_multipart_upload(Bucket=cfg.bucket, Key=BIG_KEY, UploadId=mpu["UploadId"],
+                                 MultipartUpload={"Parts": parts})
+    t_big = time.time() - t0
+    log(f"uploaded {BIG_KEY} ({human(cfg.big_bytes)}) in {t_big:.1f} s")
+
+    # many small objects: raw signed PUTs from many threads (boto3 costs ~2 ms of CPU per request,
+    # which makes 110,000 PUTs take minutes on 2 cores); BENCH_UPLOADER=boto3 to use boto3 instead
+    raw = RawS3(cfg)
+    use_boto = os.environ.get("BENCH_UPLOADER", "raw") == "boto3"
+
+    def put(item):
+        key, body = item
+        if use_boto:
+            s3.put_object(Bucket=cfg.bucket, Key=key, Body=body)
+            return
+        st, resp = raw.request("PUT", key, body=body)
+        if st != 200:
+            raise RuntimeError(f"PUT {key}: HTTP {st} {resp[:300]!r}")
+
+    def items():
+        for i in range(cfg.small_n):
+            yield f"{SMALL_DIR}/{small_name(i)}", small_content(cfg.seed, i, cfg.small_bytes)
+        for i in range(cfg.dir_n):
+            yield f"{LIST_DIR}/{dir_name(i)}", dir_content(cfg.seed, i, cfg.dir_bytes)
+
+    t1, done = time.time(), 0
+    total = cfg.small_n + cfg.dir_n
+    with cf.ThreadPoolExecutor(cfg.upload_threads) as ex:
+        # bounded submission keeps memory flat
+        pending = set()
+        for it in items():
+            pending.add(ex.submit(put, it))
+            if len(pending) >= cfg.upload_threads * 4:
+                finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for f in finished:
+                    f.result()
+                    done += 1
+                    if done % 20000 == 0:
+                        log(f"  {done:,}/{total:,} small objects ({done / (time.time() - t1):.0f}/s)")
+        for f in cf.as_completed(pending):
+            f.result()
+    t_small = time.time() - t1
+    log(f"uploaded {total:,} small objects in {t_small:.1f} s ({total / max(t_small, 1e-9):.0f}/s)")
+    return {"big_s": round(t_big, 1), "small_s": round(t_small, 1), "small_per_s": round(total / max(t_small, 1e-9))}
+
+
+# ----------------------------------------------------------------------------------------------
+# host helpers: page cache, mounts
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def mountinfo(path):
+    """(major:minor, fstype) of the mount at exactly `path`, or None; never touches the mount itself."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mp = fields[4].replace("\\040", " ")
+            if mp == path:
+                sep = fields.index("-")
+                return fields[2], fields[sep + 1]
+    return None
+
+
+def fuse_abort(path):
+    """Abort the FUSE connection of `path` (unblocks processes stuck on a dead/hung daemon)."""
+    mi = mountinfo(path)
+    if not mi or not mi[1].startswith("fuse"):
+        return False
+    conn_dir = "/sys/fs/fuse/connections"
+    if not os.listdir(conn_dir):
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", conn_dir], stderr=subprocess.DEVNULL)
+    minor = mi[0].split(":")[1]
+    try:
+        with open(f"{conn_dir}/{minor}/abort", "w") as f:
+            f.write("1")
+        log(f"aborted FUSE connection {minor} of {path}")
+        return True
+    except OSError as e:
+        log(f"could not abort FUSE connection of {path}: {e}")
+        return False
+
+
+def force_unmount(path):
+    if not mountinfo(path):
+        return
+    r = subprocess.run(["fusermount3", "-u", path], stderr=subprocess.DEVNULL, timeout=30)
+    if r.returncode != 0 and mountinfo(path):
+        fuse_abort(path)
+        subprocess.run(["fusermount3", "-u", "-z", path], stderr=subprocess.DEVNULL, timeout=30)
+        if mountinfo(path):
+            subprocess.run(["umount", "-l", path], stderr=subprocess.DEVNULL, timeout=30)
+
+
+class MountError(Exception):
+    pass
+
+
+class Mount:
+    """One fresh mount of `system` with an empty cache directory."""
+
+    def __init__(self, cfg, system, tag):
+        self.cfg, self.system, self.tag = cfg, system, tag
+        self.mnt = os.path.join(cfg.work, "mnt", system)
+        self.cache = os.path.join(cfg.work, "cache", f"{system}-{tag}")
+        self.logpath = os.path.join(cfg.work, "logs", f"{system}-{tag}.log")
+        self.pidfile = os.path.join(cfg.work, "pids", f"{system}.pid")
+        self.proc = None
+
+    def command(self):
+        c, env = self.cfg, dict(os.environ)
+        if self.system == "cairn":
+            env.update(AWS_ENDPOINT_URL=c.endpoint, AWS_ACCESS_KEY_ID=c.ak, AWS_SECRET_ACCESS_KEY=c.sk,
+                       AWS_REGION=c.region, AWS_ALLOW_HTTP="true")
+            return [c.cairn_bin, "mount", f"s3://{c.bucket}", self.mnt, "--foreground",
+                    "--cache-dir", self.cache] + c.cairn_args, env
+        if self.system == "rclone":
+            env.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 fails with LoadCustomCABundleError otherwise
+            env.update(RCLONE_CONFIG="/dev/null", RCLONE_CONFIG_BENCHS3_TYPE="s3",
+                       RCLONE_CONFIG_BENCHS3_PROVIDER="Other", RCLONE_CONFIG_BENCHS3_ENDPOINT=c.endpoint,
+                       RCLONE_CONFIG_BENCHS3_REGION=c.region, RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID=c.ak,
+                       RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY=c.sk, RCLONE_CONFIG_BENCHS3_FORCE_PATH_STYLE="true")
+            return ["rclone", "mount", f"benchs3:{c.bucket}", self.mnt,
+                    "--vfs-cache-mode", "full", "--cache-dir", self.cache,
+                    "--vfs-cache-max-size", "10G", "--vfs-cache-max-age", "24h", "--vfs-cache-poll-interval", "30s",
+                    "--buffer-size", "32M", "--vfs-read-ahead", "256M",
+                    "--vfs-read-chunk-size", "16M", "--vfs-read-chunk-size-limit", "256M", "--max-read-ahead", "1M",
+                    "--vfs-write-back", "2s", "--transfers", "8", "--checkers", "16",
+                    "--s3-upload-concurrency", "8", "--s3-chunk-size", "16M", "--s3-upload-cutoff", "16M",
+                    "--s3-no-check-bucket", "--use-server-modtime",
+                    "--dir-cache-time", "5m", "--attr-timeout", "5s", "--poll-interval", "0",
+                    "--log-level", "NOTICE"] + c.rclone_args, env
+        if self.system == "s3fs":
+            pw = os.path.join(c.work, "s3fs.passwd")
+            fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.write(fd, f"{c.ak}:{c.sk}\n".encode())
+            os.close(fd)
+            o = ["url=" + c.endpoint, "use_path_request_style", "endpoint=" + c.region, "passwd_file=" + pw,
+                 "use_cache=" + self.cache, "del_cache", "ensure_diskfree=4096",
+                 "parallel_count=8", "multipart_size=16", "multireq_max=20", "max_dirty_data=1024",
+                 "max_stat_cache_size=100000", "stat_cache_expire=300", "enable_noobj_cache",
+                 "mp_umask=022", "dbglevel=warn"]
+            cmd = ["s3fs", c.bucket, self.mnt, "-f"]
+            for opt in o:
+                cmd += ["-o", opt]
+            return cmd + c.s3fs_args, env
+        raise ValueError(self.system)
+
+    def __enter__(self):
+        force_unmount(self.mnt)
+        shutil.rmtree(self.cache, ignore_errors=True)
+        os.makedirs(self.cache)
+        os.makedirs(self.mnt, exist_ok=True)
+        cmd, env = self.command()
+        self.cmd = cmd
+        logf = open(self.logpath, "ab")
+        logf.write(("$ " + " ".join(shlex.quote(x) for x in cmd) + "\n").encode())
+        logf.flush()
+        # own session: a Ctrl-C in the terminal must not kill the daemon before we unmount
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True)
+        logf.close()
+        with open(self.pidfile, "w") as f:
+            f.write(str(self.proc.pid))
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if mountinfo(self.mnt):
+                return self
+            if self.proc.poll() is not None:
+                raise MountError(f"{self.system} exited with {self.proc.returncode} before mounting: "
+                                 + self.log_tail())
+            time.sleep(0.1)
+        self._stop()
+        raise MountError(f"{self.system} did not mount within 60 s: " + self.log_tail())
+
+    def log_tail(self, n=8):
+        try:
+            with open(self.logpath, errors="replace") as f:
+                return " | ".join(l.strip() for l in f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def _stop(self):
+        p = self.proc
+        if p is None:
+            return
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            log(f"{self.system} still running 60 s after unmount; terminating")
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(15)
+        try:
+            os.unlink(self.pidfile)
+        except OSError:
+            pass
+
+    def __exit__(self, *exc):
+        # polite unmount first (the daemon flushes and exits), then escalate
+        for _ in range(10):
+            if not mountinfo(self.mnt):
+                break
+            r = subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.PIPE, timeout=60)
+            if r.returncode == 0:
+                break
+            time.sleep(1)
+        if mountinfo(self.mnt):
+            log(f"{self.system}: normal unmount failed; aborting and lazy-unmounting")
+            force_unmount(self.mnt)
+        if self.proc is not None and self.proc.poll() is None and mountinfo(self.mnt) is None:
+            pass
+        self._stop()
+        if self.proc.returncode not in (0, None):
+            log(f"{self.system} exited with status {self.proc.returncode} (log {self.logpath})")
+        shutil.rmtree(self.cache, ignore_errors=True)
+        return False
+
+
+class WorkloadError(Exception):
+    pass
+
+
+def run_guarded(cmd, timeout, mnt, env=None):
+    """Run cmd (a worker or fio) with a time limit; on timeout abort the FUSE connection so that a
+    process blocked in the kernel can die, and raise.  Returns stdout."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except BaseException as e:
+        if not isinstance(e, subprocess.TimeoutExpired):
+            p.kill()  # we are being stopped: do not leave a reader holding the mount busy
+            raise
+        p.kill()
+        try:
+            out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            fuse_abort(mnt)
+            out, err = p.communicate(timeout=60)
+        raise WorkloadError(f"timed out after {timeout} s: {' '.join(cmd[:4])}")
+    if p.returncode != 0:
+        raise WorkloadError(f"exit {p.returncode}: {(err or out).strip()[-600:]}")
+    return out
+
+
+def worker(cfg, mnt, *args, timeout=None):
+    out = run_guarded([sys.executable, os.path.abspath(__file__), "worker", *map(str, args)],
+                      timeout or cfg.timeout, mnt)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+# workers (child processes)
+
+
+def w_seq(path, expected):
+    buf = bytearray(MiB)
+    mv, n = memoryview(buf), 0
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            k = f.readinto(mv)
+            if not k:
+                break
+            n += k
+    dt = time.perf_counter() - t0
+    if n != int(expected):
+        raise SystemExit(f"read {n} bytes, expected {expected}")
+    return {"bytes": n, "secs": dt, "mbps": n / dt / 1e6}
+
+
+def w_files(d, count, size, threads, seed):
+    count, size, threads = int(count), int(size), int(threads)
+    names = [os.path.join(d, small_name(i)) for i in range(count)]
+    random.Random(int(seed)).shuffle(names)
+    it, lock, errors, total = iter(names), threading.Lock(), [], [0]
+
+    def run():
+        buf = bytearray(size + 65536)
+        mv, got = memoryview(buf), 0
+        while True:
+            with lock:
+                p = next(it, None)
+            if p is None:
+                break
+            n = 0
+            with open(p, "rb", buffering=0) as f:
+                while True:
+                    k = f.readinto(mv[n:])
+                    if not k:
+                        break
+                    n += k
+            if n != size:
+                errors.append(f"{p}: {n} bytes")
+            got += n
+        with lock:
+            total[0] += got
+
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    dt = time.perf_counter() - t0
+    if errors:
+        raise SystemExit(f"{len(errors)} short reads, e.g. {errors[:3]}")
+    return {"files": count, "bytes": total[0], "secs": dt, "files_per_s": count / dt, "mbps": total[0] / dt / 1e6}
+
+
+def w_list(d, expected):
+    n = [0]
+
+    def walk(p):
+        with os.scandir(p) as it:
+            for e in it:
+                st = os.lstat(e.path)  # what `ls -l` does per entry
+                n[0] += 1
+                if stat.S_ISDIR(st.st_mode):
+                    walk(e.path)
+
+    t0 = time.perf_counter()
+    walk(d)
+    dt = time.perf_counter() - t0
+    if n[0] != int(expected):
+        raise SystemExit(f"listed {n[0]} entries, expected {expected}")
+    return {"entries": n[0], "secs": dt}
+
+
+def w_odirect(path):
+    buf = mmap.mmap(-1, 4096)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError as e:
+        return {"direct": False, "why": f"open: {e}"}
+    try:
+        os.preadv(fd, [buf], 0)
+        return {"direct": True}
+    except OSError as e:
+        return {"direct": False, "why": f"read: {e}"}
+    finally:
+        os.close(fd)
+
+
+def w_verify(mnt, seed, big_bytes, small_n, small_bytes, dir_n, dir_bytes):
+    """Compare a sample of every object kind with the bytes that were uploaded."""
+    seed, big_bytes, small_n, small_bytes, dir_n, dir_bytes = map(int, (seed, big_bytes, small_n, small_bytes, dir_n, dir_bytes))
+    rng, bad = random.Random(), []
+    nparts = math.ceil(big_bytes / PART)
+    with open(os.path.join(mnt, BIG_KEY), "rb") as f:
+        for i in sorted({0, nparts - 1, *rng.sample(range(nparts), min(4, nparts))}):
+            want = big_part(seed, i, big_bytes)
+            off = rng.randrange(0, len(want) - 4096) if len(want) > 4096 else 0
+            f.seek(i * PART + off)
+            if f.read(4096) != want[off:off + 4096]:
+                bad.append(f"{BIG_KEY} part {i} +{off}")
+    for i in rng.sample(range(small_n), min(20, small_n)):
+        with open(os.path.join(mnt, SMALL_DIR, small_name(i)), "rb") as f:
+            if f.read() != small_content(seed, i, small_bytes):
+                bad.append(small_name(i))
+    for i in rng.sample(range(dir_n), min(20, dir_n)):
+        with open(os.path.join(mnt, LIST_DIR, dir_name(i)), "rb") as f:
+            if f.read() != dir_content(seed, i, dir_bytes):
+                bad.append(dir_name(i))
+    return {"ok": not bad, "bad": bad[:10]}
+
+
+WORKERS = {"seq": w_seq, "files": w_files, "list": w_list, "odirect": w_odirect, "verify": w_verify}
+
+
+# ----------------------------------------------------------------------------------------------
+# fio
+
+
+def fio(cfg, mnt, path, jobs, direct, label):
+    cmd = ["fio", f"--name={label}", f"--filename={path}", "--readonly", "--rw=randread", "--bs=4k",
+           "--ioengine=psync", "--iodepth=1", f"--numjobs={jobs}", "--group_reporting", "--time_based",
+           f"--runtime={cfg.fio_runtime}", f"--direct={1 if direct else 0}", "--invalidate=1",
+           "--output-format=json"]
+    out = run_guarded(cmd, cfg.fio_runtime * 3 + 180, mnt)
+    data = json.loads(out[out.index("{"):])
+    job = data["jobs"][0]
+    rd = job["read"]
+    if job.get("error"):
+        raise WorkloadError(f"fio error {job['error']}")
+    pct = rd.get("clat_ns", {}).get("percentile", {})
+    return {"iops": rd["iops"], "mbps": rd["bw_bytes"] / 1e6, "ios": rd["total_ios"], "direct": direct,
+            "p50_us": pct.get("50.000000", 0) / 1e3, "p99_us": pct.get("99.000000", 0) / 1e3}
+
+
+# ----------------------------------------------------------------------------------------------
+# measurements
+
+
+class Results:
+    def __init__(self, path):
+        self.path = path
+        self.rows = []
+        self.errors = []
+
+    def add(self, run, system, workload, value, **extra):
+        r = {"run": run, "system": system, "workload": workload, "value": value, **extra}
+        self.rows.append(r)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(r) + "\n")
+        log(f"  run {run} {system:7s} {workload:14s} {value:12.1f}  {fmt_extra(extra)}")
+
+    def error(self, run, system, what, msg):
+        self.errors.append({"run": run, "system": system, "what": what, "error": str(msg)})
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"run": run, "system": system, "error": str(msg), "what": what}) + "\n")
+        log(f"  run {run} {system}: {what} FAILED: {msg}")
+
+
+def fmt_extra(extra):
+    return " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
+
+
+def measure_fuse(cfg, res, run, system):
+    w = cfg.workloads
+    big = lambda m: os.path.join(m.mnt, BIG_KEY)
+    # mount A: sequential cold -> warm, warm random reads, small files, listing
+    try:
+        with Mount(cfg, system, f"r{run}a") as m:
+            res.mount_cmds[system] = m.cmd
+            if "seq" in w or "rand" in w:
+                for phase in ("cold", "warm"):
+                    if phase == "warm" and "seq" not in w:
+                        break
+                    drop_caches()
+                    try:
+                        r = worker(cfg, m.mnt, "seq", big(m), cfg.big_bytes)
+                        if "seq" in w:
+                            res.add(run, system, f"seq_{phase}", r["mbps"], secs=round(r["secs"], 2))
+                    except WorkloadError as e:
+                        res.error(run, system, f"seq_{phase}", e)
+            if "rand" in w:
+                direct = probe_direct(cfg, res, m, system)
+                for jobs, name in ((1, "rand_qd1_warm"), (cfg.fio_jobs, "rand_jobs_warm")):
+                    drop_caches()
+                    try:
+                        r = fio(cfg, m.mnt, big(m), jobs, direct, name)
+                        res.add(run, system, name, r.pop("iops"), **{k: round(v, 1) if isinstance(v, float) else v
+                                                                     for k, v in r.items()})
+                    except WorkloadError as e:
+                        res.error(run, system, name, e)
+            if "files" in w:
+                for phase in ("cold", "warm"):
+                    drop_caches()
+                    try:
+                        r = worker(cfg, m.mnt, "files", os.path.join(m.mnt, SMALL_DIR), cfg.small_n, cfg.small_bytes,
+                                   cfg.threads, cfg.seed + run * 10 + (phase == "warm"))
+                        res.add(run, system, f"files_{phase}", r["files_per_s"], mbps=round(r["mbps"], 1),
+                                secs=round(r["secs"], 2))
+                    except WorkloadError as e:
+                        res.error(run, system, f"files_{phase}", e)
+                        break
+            if "list" in w:
+                for phase in ("cold", "warm"):
+                    drop_caches()
+                    try:
+                        r = worker(cfg, m.mnt, "list", os.path.join(m.mnt, LIST_DIR), cfg.dir_n)
+                        res.add(run, system, f"list_{phase}", r["secs"], entries=r["entries"])
+                    except WorkloadError as e:
+                        res.error(run, system, f"list_{phase}", e)
+                        break
+            if cfg.verify and run == 1:
+                try:
+                    r = worker(cfg, m.mnt, "verify", m.mnt, cfg.seed, cfg.big_bytes, cfg.small_n, cfg.small_bytes,
+                               cfg.dir_n, cfg.dir_bytes)
+                    res.verified[system] = r["ok"]
+                    if not r["ok"]:
+                        res.error(run, system, "verify", f"content mismatch: {r['bad']}")
+                except WorkloadError as e:
+                    res.error(run, system, "verify", e)
+    except MountError as e:
+        res.error(run, system, "mount", e)
+        return
+    # mounts B and C: random reads on a fresh mount, nothing cached anywhere
+    if "rand" in w:
+        for jobs, name in ((1, "rand_qd1_cold"), (cfg.fio_jobs, "rand_jobs_cold")):
+            try:
+                with Mount(cfg, system, f"r{run}{name[5:9]}") as m:
+                    direct = res.direct.get(system)
+                    if direct is None:
+                        direct = probe_direct(cfg, res, m, system)
+                    drop_caches()
+                    try:
+                        r = fio(cfg, m.mnt, big(m), jobs, direct, name)
+                        res.add(run, system, name, r.pop("iops"), **{k: round(v, 1) if isinstance(v, float) else v
+                                                                     for k, v in r.items()})
+                    except WorkloadError as e:
+                        res.error(run, system, name, e)
+            except MountError as e:
+                res.error(run, system, "mount", e)
+                return
+
+
+def probe_direct(cfg, res, m, system):
+    """O_DIRECT support, probed on one small file (so the big file stays cold)."""
+    if system in res.direct:
+        return res.direct[system]
+    target = os.path.join(m.mnt, SMALL_DIR, small_name(cfg.small_n - 1))
+    try:
+        r = worker(cfg, m.mnt, "odirect", target, timeout=120)
+    except WorkloadError as e:
+        r = {"direct": False, "why": str(e)}
+    res.direct[system] = r["direct"]
+    if not r["direct"]:
+        log(f"  {system}: O_DIRECT not usable ({r.get('why')}); fio runs buffered with page cache dropped")
+    return r["direct"]
+
+
+# ---- ceiling: the same object store without FUSE
+
+
+def ceiling_seq(cfg, res, run):
+    raw = RawS3(cfg)
+    nparts = math.ceil(cfg.big_bytes / PART)
+    ranges = [(i * PART, min(cfg.big_bytes, (i + 1) * PART) - 1) for i in range(nparts)]
+    variants = {}
+
+    def threaded(get, threads):
+        it, lock, total = iter(ranges), threading.Lock(), [0]
+
+        def run_():
+            n = 0
+            while True:
+                with lock:
+                    r = next(it, None)
+                if r is None:
+                    break
+                n += get(r)
+            with lock:
+                total[0] += n
+
+        t0 = time.perf_counter()
+        ts = [threading.Thread(target=run_) for _ in range(threads)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        dt = time.perf_counter() - t0
+        if total[0] != cfg.big_bytes:
+            raise WorkloadError(f"got {total[0]} bytes")
+        return cfg.big_bytes / dt / 1e6
+
+    local = threading.local()
+
+    def raw_get(r):
+        if not hasattr(local, "buf"):
+            local.buf = bytearray(PART + 1)
+        st, n = raw.request("GET", BIG_KEY, headers={"Range": f"bytes={r[0]}-{r[1]}"}, sink=local.buf)
+        if st != 206 and st != 200:
+            raise WorkloadError(f"HTTP {st}")
+        return n
+
+    s3 = boto_client(cfg, 20)
+
+    def boto_get(r):
+        body = s3.get_object(Bucket=cfg.bucket, Key=BIG_KEY, Range=f"bytes={r[0]}-{r[1]}")["Body"]
+        return sum(len(c) for c in body.iter_chunks(MiB))
+
+    for name, fn in (("boto3 8x8MiB", lambda: threaded(boto_get, 8)),
+                     ("boto3 16x8MiB", lambda: threaded(boto_get, 16)),
+                     ("http.client 8x8MiB", lambda: threaded(raw_get, 8)),
+                     ("http.client 16x8MiB", lambda: threaded(raw_get, 16)),
+                     ("curl 8 ranges", lambda: curl_ranges(cfg, raw, 8))):
+        drop_caches()
+        try:
+            variants[name] = fn()
+        except Exception as e:  # noqa: BLE001 - a failing variant just does not count
+            res.error(run, "ceiling", f"seq {name}", e)
+    if variants:
+        best = max(variants, key=variants.get)
+        res.add(run, "ceiling", "seq_cold", variants[best], best=best,
+                **{k.replace(" ", "_"): round(v, 1) for k, v in variants.items()})
+
+
+def curl_ranges(cfg, raw, n):
+    """n curl processes, each fetching one contiguous 1/n of the object (`curl --aws-sigv4`)."""
+    step = math.ceil(cfg.big_bytes / n)
+    url = f"{cfg.endpoint}/{cfg.bucket}/{BIG_KEY}"
+    procs = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        a, b = i * step, min(cfg.big_bytes, (i + 1) * step) - 1
+        procs.append(subprocess.Popen(
+            ["curl", "-sS", "-f", "-o", "/dev/null", "-w", "%{size_download}\n", "--aws-sigv4",
+             f"aws:amz:{cfg.region}:s3", "--user", f"{cfg.ak}:{cfg.sk}", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+             "-H", f"Range: bytes={a}-{b}", url], stdout=subprocess.PIPE, text=True))
+    total = 0
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        if p.returncode != 0:
+            raise WorkloadError(f"curl exit {p.returncode}")
+        total += int(out.strip() or 0)
+    dt = time.perf_counter() - t0
+    if total != cfg.big_bytes:
+        raise WorkloadError(f"curl got {total} bytes")
+    return total / dt / 1e6
+
+
+def ceiling_rand(cfg, res, run):
+    raw = RawS3(cfg)
+    blocks = cfg.big_bytes // 4096
+    for jobs, name in ((1, "rand_qd1_cold"), (cfg.fio_jobs, "rand_jobs_cold")):
+        drop_caches()
+        stop = time.perf_counter() + cfg.fio_runtime
+        counts, lats = [0] * jobs, []
+
+        def run_(j):
+            rng, buf, my = random.Random(j * 7 + run), bytearray(8192), []
+            while time.perf_counter() < stop:
+                off = rng.randrange(blocks) * 4096
+                t = time.perf_counter()
+                st, n = raw.request("GET", BIG_KEY, headers={"Range": f"bytes={off}-{off + 4095}"}, sink=buf)
+                my.append(time.perf_counter() - t)
+                if st not in (200, 206) or n != 4096:
+                    raise WorkloadError(f"HTTP {st}, {n} bytes")
+                counts[j] += 1
+            lats.extend(my)
+
+        t0 = time.perf_counter()
+        with cf.ThreadPoolExecutor(jobs) as ex:
+            for f in [ex.submit(run_, j) for j in range(jobs)]:
+                f.result()
+        dt = time.perf_counter() - t0
+        lats.sort()
+        res.add(run, "ceiling", name, sum(counts) / dt, ios=sum(counts),
+                p50_us=round(lats[len(lats) // 2] * 1e6, 1) if lats else 0,
+                p99_us=round(lats[int(len(lats) * 0.99)] * 1e6, 1) if lats else 0)
+
+
+def ceiling_files(cfg, res, run):
+    raw = RawS3(cfg)
+    keys = [f"{SMALL_DIR}/{small_name(i)}" for i in range(cfg.small_n)]
+    random.Random(cfg.seed + run * 10).shuffle(keys)
+    variants = {}
+
+    drop_caches()
+    it, lock, total = iter(keys), threading.Lock(), [0]
+
+    def run_():
+        buf, n = bytearray(cfg.small_bytes + 65536), 0
+        while True:
+            with lock:
+                k = next(it, None)
+            if k is None:
+                break
+            st, got = raw.request("GET", k, sink=buf)
+            if st != 200 or got != cfg.small_bytes:
+                raise WorkloadError(f"GET {k}: HTTP {st}, {got} bytes")
+            n += got
+        with lock:
+            total[0] += n
+
+    t0 = time.perf_counter()
+    with cf.ThreadPoolExecutor(cfg.threads) as ex:
+        for f in [ex.submit(run_) for _ in range(cfg.threads)]:
+            f.result()
+    variants[f"http.client {cfg.threads} threads"] = cfg.small_n / (time.perf_counter() - t0)
+
+    # curl, one process, --parallel transfers on reused connections
+    drop_caches()
+    try:
+        conf = os.path.join(cfg.work, "curl-files.conf")
+        with open(conf, "w") as f:
+            for k in keys:
+                f.write(f'url = "{cfg.endpoint}/{cfg.bucket}/{k}"\noutput = "/dev/null"\n')
+        t0 = time.perf_counter()
+        p = subprocess.run(["curl", "-sS", "-f", "--parallel", "--parallel-max", str(cfg.threads), "--aws-sigv4",
+                            f"aws:amz:{cfg.region}:s3", "--user", f"{cfg.ak}:{cfg.sk}",
+                            "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-w", "%{size_download}\n", "-K", conf],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=cfg.timeout)
+        dt = time.perf_counter() - t0
+        sizes = [int(x) for x in p.stdout.split()]
+        if p.returncode != 0 or len(sizes) != len(keys) or any(s != cfg.small_bytes for s in sizes):
+            raise WorkloadError(f"curl exit {p.returncode}, {len(sizes)} transfers: {p.stderr[-300:]}")
+        variants[f"curl --parallel {cfg.threads}"] = cfg.small_n / dt
+    except Exception as e:  # noqa: BLE001
+        res.error(run, "ceiling", "files curl", e)
+    best = max(variants, key=variants.get)
+    v = variants[best]
+    res.add(run, "ceiling", "files_cold", v, mbps=round(v * cfg.small_bytes / 1e6, 1), best=best,
+            **{k.replace(" ", "_"): round(x, 1) for k, x in variants.items()})
+
+
+def ceiling_list(cfg, res, run):
+    raw = RawS3(cfg)
+    drop_caches()
+    t0, n, token = time.perf_counter(), 0, None
+    while True:
+        q = [("list-type", "2"), ("prefix", LIST_DIR + "/"), ("max-keys", "1000")]
+        if token:
+            q.append(("continuation-token", token))
+        st, body = raw.request("GET", "", query=q)
+        if st != 200:
+            raise WorkloadError(f"list HTTP {st}: {body[:200]!r}")
+        text = body.decode()
+        n += text.count("<Key>")
+        m = re.search(r"<NextContinuationToken>([^<]+)</NextContinuationToken>", text)
+        if "<IsTruncated>true</IsTruncated>" not in text or not m:
+            break
+        token = m.group(1)
+    dt = time.perf_counter() - t0
+    if n != cfg.dir_n:
+        raise WorkloadError(f"listed {n} keys, expected {cfg.dir_n}")
+    res.add(run, "ceiling", "list_cold", dt, entries=n, how="ListObjectsV2 x1000")
+
+
+def measure_ceiling(cfg, res, run):
+    w = cfg.workloads
+    for name, fn, on in (("seq", ceiling_seq, "seq" in w), ("rand", ceiling_rand, "rand" in w),
+                         ("files", ceiling_files, "files" in w), ("list", ceiling_list, "list" in w)):
+        if on:
+            try:
+                fn(cfg, res, run)
+            except Exception as e:  # noqa: BLE001
+                res.error(run, "ceiling", name, e)
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
+ROWS = [  # key, label, unit, higher-is-better, value getter
+    ("seq_cold", "Sequential read {big}, cold", "MB/s", True),
+    ("seq_warm", "Sequential re-read {big}, warm", "MB/s", True),
+    ("rand_qd1_cold", "4 KiB random read, 1 job QD1, cold", "IOPS", True),
+    ("rand_jobs_cold", "4 KiB random read, {jobs} jobs QD1, cold", "IOPS", True),
+    ("rand_qd1_warm", "4 KiB random read, 1 job QD1, warm", "IOPS", True),
+    ("rand_jobs_warm", "4 KiB random read, {jobs} jobs QD1, warm", "IOPS", True),
+    ("files_cold", "{small_n} × {small} files, {threads} threads, cold", "files/s", True),
+    ("files_cold:mbps", "{small_n} × {small} files, {threads} threads, cold", "MB/s", True),
+    ("files_warm", "{small_n} × {small} files, {threads} threads, warm", "files/s", True),
+    ("list_cold", "readdir + stat of {dir_n} entries, cold", "s", False),
+    ("list_warm", "readdir + stat of {dir_n} entries, warm", "s", False),
+]
+
+
+def fmt(v, unit):
+    if v is None:
+        return "—"
+    if unit == "s":
+        return f"{v:.2f}" if v < 100 else f"{v:.0f}"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def medians(rows):
+    out = {}
+    for key, *_ in ROWS:
+        wl, _, field = key.partition(":")
+        for system in {r["system"] for r in rows}:
+            vals = [r[field] if field else r["value"] for r in rows if r["system"] == system and r["workload"] == wl
+                    and (r.get(field) if field else r["value"]) is not None]
+            if vals:
+                out[(key, system)] = (statistics.median(vals), vals)
+    return out
+
+
+def run_cmd(cmd):
+    try:
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=20).stdout.strip()
+    except Exception as e:  # noqa: BLE001
+        return f"unavailable ({e.__class__.__name__})"
+
+
+def machine_info(cfg):
+    mem = open("/proc/meminfo").readline().split()[1]
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    garage = os.environ.get("BENCH_GARAGE_BIN", "garage")
+    df = run_cmd(["df", "-hT", cfg.work]).splitlines()[-1].split()
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{os.cpu_count()} × {cpu}",
+        "ram": f"{int(mem) / (1 << 20):.1f} GiB",
+        "kernel": platform.release(),
+        "os": run_cmd(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "disk": f"{df[1]} on {df[0]} (work dir, caches and Garage data)" if len(df) > 2 else "?",
+        "cairn": (run_cmd([cfg.cairn_bin, "--version"]).splitlines() or ["?"])[0] + f" (git {os.environ.get('BENCH_GIT_REV', '?')})",
+        "rclone": run_cmd(["rclone", "version"]).splitlines()[0],
+        "s3fs": run_cmd(["s3fs", "--version"]).splitlines()[0],
+        "garage": run_cmd([garage, "--version"]).splitlines()[0] if run_cmd([garage, "--version"]) else "?",
+        "fio": run_cmd(["fio", "--version"]),
+        "fuse": run_cmd(["fusermount3", "--version"]),
+        "python": platform.python_version(),
+        "curl": run_cmd(["curl", "--version"]).splitlines()[0],
+    }
+    try:
+        import boto3
+        info["boto3"] = boto3.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def report(cfg, res, info, upload_info, started):
+    m = medians(res.rows)
+    sub = dict(big=human(cfg.big_bytes), small=human(cfg.small_bytes), small_n=f"{cfg.small_n:,}",
+               dir_n=f"{cfg.dir_n:,}", threads=cfg.threads, jobs=cfg.fio_jobs)
+    systems = [s for s in ("cairn", "rclone", "s3fs", "ceiling")]
+    L = []
+    L.append(f"### {info['date']}{'' if cfg.full_size else ' (reduced corpus — not comparable to full runs)'}")
+    L.append("")
+    L.append(f"Command: `{cfg.cmdline}`  ")
+    L.append(f"Corpus: {cfg.corpus_text()}; median of {cfg.runs} run(s); fio {cfg.fio_runtime} s per point.")
+    L.append("")
+    L.append("| workload | unit | cairn | rclone | s3fs | ceiling | cairn/rclone | cairn/s3fs | cairn/ceiling |")
+    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+    notes = set()
+    for key, label, unit, higher in ROWS:
+        if not any((key, s) in m for s in systems):
+            continue
+        cells = []
+        for s in systems:
+            v = m.get((key, s), (None,))[0]
+            c = fmt(v, unit)
+            if v is not None and key.startswith("rand") and s != "ceiling" and res.direct.get(s) is False:
+                c += " †"
+                notes.add("† fio ran buffered (O_DIRECT refused by the mount); the page cache was dropped first "
+                          "and fio ran with `--invalidate=1` and its default random map (no block is read twice).")
+            if s == "ceiling" and v is None and (key.endswith("warm")):
+                c = "n/a"
+            cells.append(c)
+        ratios = []
+        cv = m.get((key, "cairn"), (None,))[0]
+        for s in ("rclone", "s3fs", "ceiling"):
+            ov = m.get((key, s), (None,))[0]
+            if cv is None or ov is None or cv == 0 or ov == 0:
+                ratios.append("—")
+            else:
+                ratios.append(f"{(cv / ov) if higher else (ov / cv):.2f}×")
+        L.append(f"| {label.format(**sub)} | {unit} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    L.append("")
+    L.append("Ratios are oriented so that > 1 means cairn is better (throughput ratio, or time ratio peer/cairn "
+             "for rows in seconds). Warm rows have no ceiling (they are served from the mount's own cache). "
+             "MB/s = 10⁶ bytes/s.")
+    for n in sorted(notes):
+        L.append("")
+        L.append(n)
+    if res.verified:
+        L.append("")
+        L.append("Content check (sampled bytes of every object kind compared with what was uploaded): "
+                 + ", ".join(f"{s} {'ok' if ok else 'MISMATCH'}" for s, ok in sorted(res.verified.items())))
+    L.append("")
+    L.append("Machine: " + "; ".join(f"{k} {info[k]}" for k in ("cpu", "ram", "kernel", "os", "disk")) + ".  ")
+    L.append("Versions: " + "; ".join(f"{k}: {info[k]}" for k in ("cairn", "rclone", "s3fs", "garage", "fio", "fuse",
+                                                                  "curl", "python", "boto3") if k in info) + ".  ")
+    L.append(f"Corpus upload: {upload_info}. Total wall time {(time.time() - started) / 60:.1f} min.")
+    L.append("")
+    L.append("<details><summary>Per-run values, ceiling variants, mount commands</summary>")
+    L.append("")
+    L.append("| workload | system | runs | extra (last run) |")
+    L.append("|---|---|---|---|")
+    for key, label, unit, _ in ROWS:
+        if ":" in key:
+            continue
+        for s in systems:
+            rows = [r for r in res.rows if r["workload"] == key and r["system"] == s]
+            if rows:
+                extra = {k: v for k, v in rows[-1].items() if k not in ("run", "system", "workload", "value")}
+                L.append(f"| {key} | {s} | {', '.join(fmt(r['value'], unit) for r in rows)} {unit} | "
+                         f"{fmt_extra(extra)} |")
+    L.append("")
+    for s, cmd in sorted(res.mount_cmds.items()):
+        shown = " ".join(shlex.quote(x) for x in cmd)
+        shown = shown.replace(cfg.work, "$WORK")
+        L.append(f"- {s}: `{shown}`")
+    L.append("")
+    L.append("</details>")
+    if res.errors:
+        L.append("")
+        L.append("Errors:")
+        L.append("")
+        for e in res.errors:
+            msg = e["error"].replace(cfg.work, "$WORK").replace("\n", " ")[:400]
+            L.append(f"- run {e['run']} {e['system']} {e['what']}: {msg}")
+    return "\n".join(L) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def cmd_run():
+    cfg = Config()
+    started = time.time()
+    for d in ("mnt", "cache", "logs", "pids"):
+        os.makedirs(os.path.join(cfg.work, d), exist_ok=True)
+    os.makedirs(cfg.results_dir, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = os.path.join(cfg.results_dir, stamp + ("" if cfg.full_size else "-smoke"))
+    res = Results(base + ".jsonl")
+    res.direct, res.verified, res.mount_cmds = {}, {}, {}
+    log(f"corpus: {cfg.corpus_text()}")
+    upload_info = upload(cfg)
+    info = machine_info(cfg)
+    systems = [s for s in cfg.systems if s in ("cairn", "rclone", "s3fs", "ceiling")]
+    for run in range(1, cfg.runs + 1):
+        order = systems[(run - 1) % len(systems):] + systems[:(run - 1) % len(systems)]  # rotate to spread drift
+        for system in order:
+            log(f"run {run}/{cfg.runs}: {system}")
+            if system == "ceiling":
+                measure_ceiling(cfg, res, run)
+            else:
+                measure_fuse(cfg, res, run, system)
+    text = report(cfg, res, info, upload_info, started)
+    with open(base + ".md", "w") as f:
+        f.write(text)
+    print(text)
+    log(f"results: {base}.md (raw values {base}.jsonl)")
+    with open(os.path.join(cfg.work, "report-path"), "w") as f:
+        f.write(base + ".md")
+    fuse_fail = any(e["what"] == "mount" for e in res.errors)
+    return 3 if fuse_fail else 0
+
+
+def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "worker":
+        print(json.dumps(WORKERS[sys.argv[2]](*sys.argv[3:])))
+        return 0
+    if len(sys.argv) >= 2 and sys.argv[1] == "run":
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        return cmd_run()
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
