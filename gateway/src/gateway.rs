@@ -140,7 +140,11 @@ impl Gateway {
             etag: attr.etag,
             size: attr.size,
         };
-        let reader = Arc::new(FileReader::new(self.fetcher.clone(), obj, self.cfg.readahead));
+        let reader = Arc::new(FileReader::new(
+            self.fetcher.clone(),
+            obj,
+            self.cfg.readahead,
+        ));
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.files.lock().unwrap().insert(fh, reader);
         self.metrics.open_files.inc();

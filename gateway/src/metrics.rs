@@ -56,9 +56,15 @@ impl Metrics {
         let listings = c("namespace_listings_total", "Directory listings fetched");
         let get_requests = c("store_get_requests_total", "Ranged GETs for file data");
         let get_bytes = c("store_get_bytes_total", "Bytes received from ranged GETs");
-        let get_resumes = c("store_get_resumes_total", "GET bodies resumed after a break");
+        let get_resumes = c(
+            "store_get_resumes_total",
+            "GET bodies resumed after a break",
+        );
         let block_hits = c("read_block_hits_total", "Block reads served from RAM");
-        let block_misses = c("read_block_misses_total", "Block reads fetched from the store");
+        let block_misses = c(
+            "read_block_misses_total",
+            "Block reads fetched from the store",
+        );
         let stale_reads = c(
             "read_stale_total",
             "Reads failed because the object changed while open",

@@ -297,7 +297,10 @@ impl Namespace {
         };
         if is_dir {
             if file.is_some() {
-                self.warn_key(&file_key, "the key is also a directory prefix; the directory is shown");
+                self.warn_key(
+                    &file_key,
+                    "the key is also a directory prefix; the directory is shown",
+                );
             }
             return Ok(self.intern(&path, NodeKind::Dir, None));
         }
@@ -384,7 +387,10 @@ impl Namespace {
                 continue;
             }
             if dir_names.contains(name) {
-                self.warn_key(&o.key, "the key is also a directory prefix; the directory is shown");
+                self.warn_key(
+                    &o.key,
+                    "the key is also a directory prefix; the directory is shown",
+                );
                 continue;
             }
             let attr = self.intern(&join(&dir.path, name), NodeKind::File, Some(&o));

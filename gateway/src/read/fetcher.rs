@@ -74,7 +74,10 @@ impl BlockFetcher {
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         assert!(cfg.block_size > 0 && cfg.max_request >= cfg.block_size);
-        let permits = cfg.max_inflight_bytes.max(cfg.max_request).min(usize::MAX as u64 >> 4);
+        let permits = cfg
+            .max_inflight_bytes
+            .max(cfg.max_request)
+            .min(usize::MAX as u64 >> 4);
         Arc::new(Self {
             store,
             cache,
@@ -108,7 +111,12 @@ impl BlockFetcher {
 
     /// Futures for blocks `first..=last` of `obj`, starting fetches for the missing ones:
     /// consecutive missing blocks are fetched together, up to `max_request` bytes per GET.
-    pub fn blocks(self: &Arc<Self>, obj: &ObjectVersion, first: u64, last: u64) -> Vec<BlockFuture> {
+    pub fn blocks(
+        self: &Arc<Self>,
+        obj: &ObjectVersion,
+        first: u64,
+        last: u64,
+    ) -> Vec<BlockFuture> {
         let per_request = (self.cfg.max_request / self.cfg.block_size).max(1) as usize;
         let mut out = Vec::with_capacity((last + 1 - first) as usize);
         let mut runs: Vec<Vec<Pending>> = Vec::new();
@@ -126,7 +134,9 @@ impl BlockFetcher {
                     self.metrics.block_misses.inc();
                     let (tx, rx) = oneshot::channel();
                     let fut = rx
-                        .map(|r| r.unwrap_or_else(|_| Err(FsError::Io("block fetch abandoned".into()))))
+                        .map(|r| {
+                            r.unwrap_or_else(|_| Err(FsError::Io("block fetch abandoned".into())))
+                        })
                         .boxed()
                         .shared();
                     inflight.insert(key, fut.clone());

@@ -51,7 +51,9 @@ impl StoreLocation {
         match scheme {
             "file" => {
                 if !rest.starts_with('/') {
-                    return Err(bad("file:// URLs need an absolute path, e.g. file:///data/bucket"));
+                    return Err(bad(
+                        "file:// URLs need an absolute path, e.g. file:///data/bucket",
+                    ));
                 }
                 Ok(Self {
                     kind: BackendKind::Local {

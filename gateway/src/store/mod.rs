@@ -99,7 +99,8 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<ByteStream>;
 
     /// Writes a whole object.
-    async fn put(&self, key: &str, data: Bytes, condition: PutCondition) -> StoreResult<ObjectInfo>;
+    async fn put(&self, key: &str, data: Bytes, condition: PutCondition)
+        -> StoreResult<ObjectInfo>;
 
     /// Starts a multipart upload.
     async fn put_multipart(&self, key: &str) -> StoreResult<Box<dyn MultipartWriter>>;

@@ -26,6 +26,10 @@ pub struct S3Settings {
     pub endpoint_url: Option<String>,
     /// Region; defaults to the environment, then `us-east-1`.
     pub region: Option<String>,
+    /// Access key id; defaults to the environment, then the profile.
+    pub access_key_id: Option<String>,
+    /// Secret access key; defaults to the environment, then the profile.
+    pub secret_access_key: Option<String>,
     /// Timeout for establishing a connection.
     pub connect_timeout: Option<Duration>,
     /// Timeout for one whole request (headers and body).
@@ -81,7 +85,9 @@ impl ObjectStoreBlob {
                     .or_else(|| profile_value("region"))
                     .unwrap_or_else(|| "us-east-1".to_string());
                 b = b.with_region(&region);
-                if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+                if let (Some(ak), Some(sk)) = (&s3.access_key_id, &s3.secret_access_key) {
+                    b = b.with_access_key_id(ak).with_secret_access_key(sk);
+                } else if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
                     if let (Some(ak), Some(sk)) = (
                         profile_value("aws_access_key_id"),
                         profile_value("aws_secret_access_key"),
@@ -156,8 +162,8 @@ impl ObjectStoreBlob {
                         root.display()
                     )));
                 }
-                let s = object_store::local::LocalFileSystem::new_with_prefix(root)
-                    .map_err(cfg_err)?;
+                let s =
+                    object_store::local::LocalFileSystem::new_with_prefix(root).map_err(cfg_err)?;
                 let mut me = Self::from_store(Arc::new(s), format!("file://{}", root.display()));
                 me.local_root = Some(root.clone());
                 Ok(me)
@@ -234,9 +240,18 @@ fn ini_lookup(text: &str, section: &str, name: &str) -> Option<String> {
     None
 }
 
-/// Parses a bucket key into an `object_store` path without re-encoding it.
+/// Parses a bucket key into an `object_store` path without re-encoding it. A key the path type
+/// would silently change (a trailing or leading `/`) is refused: writing or reading a different
+/// key than asked for is never acceptable.
 fn path(key: &str) -> StoreResult<Path> {
-    Path::parse(key).map_err(|e| StoreError::InvalidKey(format!("{key:?}: {e}")))
+    let p = Path::parse(key).map_err(|e| StoreError::InvalidKey(format!("{key:?}: {e}")))?;
+    if p.as_ref() != key {
+        return Err(StoreError::InvalidKey(format!(
+            "{key:?} cannot be addressed through this store client (it would become {:?})",
+            p.as_ref()
+        )));
+    }
+    Ok(p)
 }
 
 fn info(m: ObjectMeta) -> ObjectInfo {
@@ -354,7 +369,12 @@ impl BlobStore for ObjectStoreBlob {
         Ok(r.into_stream().map_err(StoreError::from).boxed())
     }
 
-    async fn put(&self, key: &str, data: Bytes, condition: PutCondition) -> StoreResult<ObjectInfo> {
+    async fn put(
+        &self,
+        key: &str,
+        data: Bytes,
+        condition: PutCondition,
+    ) -> StoreResult<ObjectInfo> {
         let size = data.len() as u64;
         let mode = match condition {
             PutCondition::None => PutMode::Overwrite,
@@ -442,8 +462,14 @@ mod tests {
     #[test]
     fn ini_sections() {
         let t = "[default]\naws_access_key_id = A\n[other]\naws_access_key_id=B\n";
-        assert_eq!(ini_lookup(t, "default", "aws_access_key_id").as_deref(), Some("A"));
-        assert_eq!(ini_lookup(t, "other", "aws_access_key_id").as_deref(), Some("B"));
+        assert_eq!(
+            ini_lookup(t, "default", "aws_access_key_id").as_deref(),
+            Some("A")
+        );
+        assert_eq!(
+            ini_lookup(t, "other", "aws_access_key_id").as_deref(),
+            Some("B")
+        );
         assert_eq!(ini_lookup(t, "none", "aws_access_key_id"), None);
     }
 }

@@ -90,7 +90,9 @@ impl<S: BlobStore> BlobStore for RetryingStore<S> {
         max_keys: Option<usize>,
     ) -> StoreResult<ListPage> {
         self.policy
-            .run("list", || self.inner.list(prefix, page_token.clone(), max_keys))
+            .run("list", || {
+                self.inner.list(prefix, page_token.clone(), max_keys)
+            })
             .await
     }
 
@@ -109,9 +111,16 @@ impl<S: BlobStore> BlobStore for RetryingStore<S> {
             .await
     }
 
-    async fn put(&self, key: &str, data: Bytes, condition: PutCondition) -> StoreResult<ObjectInfo> {
+    async fn put(
+        &self,
+        key: &str,
+        data: Bytes,
+        condition: PutCondition,
+    ) -> StoreResult<ObjectInfo> {
         self.policy
-            .run("put", || self.inner.put(key, data.clone(), condition.clone()))
+            .run("put", || {
+                self.inner.put(key, data.clone(), condition.clone())
+            })
             .await
     }
 

@@ -28,7 +28,9 @@ pub(crate) struct S3Lister {
 
 impl std::fmt::Debug for S3Lister {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Lister").field("base", &self.base).finish()
+        f.debug_struct("S3Lister")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
@@ -122,17 +124,13 @@ impl S3Lister {
         AwsAuthorizer::new(&cred, "s3", &self.region)
             .try_authorize(&mut req, None)
             .map_err(StoreError::from)?;
-        let resp = self
-            .client
-            .execute(req)
-            .await
-            .map_err(|e| StoreError::Transient(format!("list {prefix:?}: {}", super::error::chain(&e))))?;
+        let resp = self.client.execute(req).await.map_err(|e| {
+            StoreError::Transient(format!("list {prefix:?}: {}", super::error::chain(&e)))
+        })?;
         let status = resp.status();
-        let body: Bytes = resp
-            .into_body()
-            .bytes()
-            .await
-            .map_err(|e| StoreError::Transient(format!("list {prefix:?}: {}", super::error::chain(&e))))?;
+        let body: Bytes = resp.into_body().bytes().await.map_err(|e| {
+            StoreError::Transient(format!("list {prefix:?}: {}", super::error::chain(&e)))
+        })?;
         let text = String::from_utf8_lossy(&body);
         if !status.is_success() {
             let code = xml_tag(&text, "Code").unwrap_or_default();
@@ -160,7 +158,10 @@ fn decode(s: &str, url_encoded: bool) -> Option<String> {
     if !url_encoded {
         return Some(s.to_string());
     }
-    percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned())
+    percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// Parses a ListObjectsV2 response body.
