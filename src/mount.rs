@@ -244,7 +244,10 @@ fn spawn_daemon(args: &MountArgs, s: &Settings) -> Result<()> {
     let _ = child.wait();
     match line.strip_prefix("ERROR ") {
         Some(msg) => bail!("{msg}"),
-        None => bail!("the cairn daemon exited before mounting; see {}", log.display()),
+        None => bail!(
+            "the cairn daemon exited before mounting; see {}",
+            log.display()
+        ),
     }
 }
 
