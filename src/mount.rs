@@ -171,20 +171,34 @@ pub fn run(args: MountArgs) -> Result<()> {
 }
 
 fn check_mountpoint(p: &Path) -> Result<()> {
+    if is_mounted(p) {
+        bail!(
+            "{} is already a mount point (if its daemon died, run `cairn unmount {}` first)",
+            p.display(),
+            p.display()
+        );
+    }
     let meta = std::fs::metadata(p)
         .with_context(|| format!("mount point {} does not exist", p.display()))?;
     if !meta.is_dir() {
         bail!("mount point {} is not a directory", p.display());
     }
-    if is_mounted(p) {
-        bail!("{} is already a mount point", p.display());
-    }
     Ok(())
 }
 
+/// True when `p` is a mount point; works on a dead FUSE mount too (no stat of `p` itself).
 fn is_mounted(p: &Path) -> bool {
-    let Ok(canon) = std::fs::canonicalize(p) else {
-        return false;
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    // Canonicalize the parent only: the mount point itself may answer ENOTCONN.
+    let canon = match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|c| c.join(name))
+            .unwrap_or(abs.clone()),
+        _ => abs.clone(),
     };
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
@@ -335,8 +349,18 @@ fn serve(args: &MountArgs, s: Settings) -> Result<()> {
     if let Some(sig) = signal {
         tracing::info!("{sig}: unmounting {}", args.mountpoint.display());
         if let Err(e) = session.unmount() {
-            tracing::warn!("unmount failed ({e}); trying fusermount3 -u");
-            let _ = unmount(&args.mountpoint);
+            tracing::warn!("unmount through the session failed: {e}");
+        }
+        // With auto_unmount the session only closes its watcher socket; unmount explicitly so
+        // the mount is gone when we exit, not some time later.
+        for _ in 0..50 {
+            if !is_mounted(&args.mountpoint) {
+                break;
+            }
+            if unmount(&args.mountpoint).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     session.join().context("FUSE session ended with an error")?;
