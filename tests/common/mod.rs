@@ -959,6 +959,17 @@ impl MountFailure {
     }
 }
 
+/// How a mount ended ([`Mount::sigterm`], [`Mount::unmount`]).
+#[derive(Debug)]
+pub struct Stopped {
+    /// cairn's exit status; None if it did not exit in time and was killed.
+    pub status: Option<ExitStatus>,
+    /// Whether the mount point was unmounted when cairn exited.
+    pub unmounted: bool,
+    /// Everything cairn wrote to stderr.
+    pub stderr: String,
+}
+
 /// A running `cairn mount ... --foreground`. Dropping it unmounts (fusermount3 -u, falling back
 /// to a lazy unmount), waits up to 10 s for the child, then kills it; it never leaves a mount
 /// behind.
@@ -1119,26 +1130,37 @@ impl Mount {
         );
     }
 
-    /// Unmounts with `fusermount3 -u` and waits (up to 10 s) for cairn to exit; returns its exit
-    /// status (None if it had to be killed).
-    pub fn unmount(mut self) -> Option<ExitStatus> {
-        self.cleanup()
+    /// Unmounts with `fusermount3 -u` (the harness's way, as on drop) and waits up to 10 s for
+    /// cairn to exit. `status` is None if cairn had to be killed.
+    pub fn unmount(mut self) -> Stopped {
+        let status = self.cleanup();
+        Stopped {
+            status,
+            unmounted: !is_mounted(&self.mountpoint),
+            stderr: self.log(),
+        }
     }
 
-    /// Sends SIGTERM to cairn and waits (up to 10 s) for it to exit and for the mount to go away.
-    /// Returns the exit status (None if it had to be killed) and whether the mount was gone.
-    pub fn sigterm(mut self) -> (Option<ExitStatus>, bool) {
+    /// Sends SIGTERM to cairn and waits up to 10 s for it to exit. `status` is None if it did not
+    /// exit in time (the harness then cleans up); `unmounted` says whether the mount was gone
+    /// right after cairn exited (before any harness cleanup).
+    pub fn sigterm(mut self) -> Stopped {
         let mut status = None;
         if let Some(c) = self.child.as_mut() {
             send_signal(c, libc::SIGTERM);
             status = wait_child_timeout(c, Duration::from_secs(10));
         }
-        let gone = !is_mounted(&self.mountpoint);
+        let unmounted = !is_mounted(&self.mountpoint);
         if status.is_some() {
             self.child = None;
         }
-        let killed = self.cleanup();
-        (status.or(killed), gone)
+        let stderr = self.log();
+        self.cleanup();
+        Stopped {
+            status,
+            unmounted,
+            stderr,
+        }
     }
 
     fn unmount_cmds(&self, lazy: bool) -> bool {
