@@ -433,17 +433,17 @@ class Mount:
         except OSError:
             return ""
 
-    def _stop(self):
+    def _stop(self, grace=60):
         p = self.proc
         if p is None:
             return
         try:
-            p.wait(60)
+            p.wait(grace)
         except subprocess.TimeoutExpired:
-            log(f"{self.system} still running 60 s after unmount; terminating")
+            log(f"{self.system} still running {grace} s after unmount; terminating")
             p.terminate()
             try:
-                p.wait(15)
+                p.wait(min(grace, 15))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(15)
@@ -452,9 +452,12 @@ class Mount:
         except OSError:
             pass
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        broken = exc_type is not None and issubclass(exc_type, MountBroken)
+        if broken:  # a workload hung: do not wait for this daemon politely
+            fuse_abort(self.mnt)
         # polite unmount first (the daemon flushes and exits), then escalate
-        for _ in range(10):
+        for _ in range(2 if broken else 10):
             if not mountinfo(self.mnt):
                 break
             r = subprocess.run(["fusermount3", "-u", self.mnt], stderr=subprocess.PIPE, timeout=60)
@@ -464,9 +467,7 @@ class Mount:
         if mountinfo(self.mnt):
             log(f"{self.system}: normal unmount failed; aborting and lazy-unmounting")
             force_unmount(self.mnt)
-        if self.proc is not None and self.proc.poll() is None and mountinfo(self.mnt) is None:
-            pass
-        self._stop()
+        self._stop(5 if broken else 60)
         if self.proc.returncode not in (0, None):
             log(f"{self.system} exited with status {self.proc.returncode} (log {self.logpath})")
         shutil.rmtree(self.cache, ignore_errors=True)
@@ -474,26 +475,38 @@ class Mount:
 
 
 class WorkloadError(Exception):
-    pass
+    def __init__(self, msg, timed_out=False):
+        super().__init__(msg)
+        self.timed_out = timed_out
 
 
 def run_guarded(cmd, timeout, mnt, env=None):
     """Run cmd (a worker or fio) with a time limit; on timeout abort the FUSE connection so that a
     process blocked in the kernel can die, and raise.  Returns stdout."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    # own process group: a terminal's Ctrl-C must not reach fio (it would stop early and report), and
+    # killing the group also kills fio's job processes, which would otherwise keep the mount busy
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                         start_new_session=True)
+
+    def kill_group():
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
     try:
         out, err = p.communicate(timeout=timeout)
     except BaseException as e:
         if not isinstance(e, subprocess.TimeoutExpired):
-            p.kill()  # we are being stopped: do not leave a reader holding the mount busy
+            kill_group()  # we are being stopped: do not leave a reader holding the mount busy
             raise
-        p.kill()
+        kill_group()
         try:
             out, err = p.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             fuse_abort(mnt)
             out, err = p.communicate(timeout=60)
-        raise WorkloadError(f"timed out after {timeout} s: {' '.join(cmd[:4])}")
+        raise WorkloadError(f"timed out after {timeout} s: {' '.join(cmd[:4])}", timed_out=True)
     if p.returncode != 0:
         raise WorkloadError(f"exit {p.returncode}: {(err or out).strip()[-600:]}")
     return out
@@ -630,7 +643,7 @@ WORKERS = {"seq": w_seq, "files": w_files, "list": w_list, "odirect": w_odirect,
 
 def fio(cfg, mnt, path, jobs, direct, label):
     cmd = ["fio", f"--name={label}", f"--filename={path}", "--readonly", "--rw=randread", "--bs=4k",
-           "--ioengine=psync", "--iodepth=1", f"--numjobs={jobs}", "--group_reporting", "--time_based",
+           "--ioengine=psync", "--iodepth=1", f"--numjobs={jobs}", "--thread", "--group_reporting", "--time_based",
            f"--runtime={cfg.fio_runtime}", f"--direct={1 if direct else 0}", "--invalidate=1",
            "--output-format=json"]
     out = run_guarded(cmd, cfg.fio_runtime * 3 + 180, mnt)
@@ -672,84 +685,96 @@ def fmt_extra(extra):
     return " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
 
 
+class MountBroken(Exception):
+    """A workload timed out: the mount is not trusted for the remaining steps."""
+
+
+def step(res, run, system, name, fn, record):
+    """Run one measured step; record its value or its error.  Returns False when it failed."""
+    try:
+        record(fn())
+        return True
+    except WorkloadError as e:
+        res.error(run, system, name, e)
+        if e.timed_out:
+            raise MountBroken(name) from e
+        return False
+
+
 def measure_fuse(cfg, res, run, system):
     w = cfg.workloads
     big = lambda m: os.path.join(m.mnt, BIG_KEY)
-    # mount A: sequential cold -> warm, warm random reads, small files, listing
+
+    def fio_record(name):
+        return lambda r: res.add(run, system, name, r.pop("iops"),
+                                 **{k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()})
+
+    def seq(m, phase):
+        drop_caches()
+        return worker(cfg, m.mnt, "seq", big(m), cfg.big_bytes)
+
+    def files(m, phase):
+        drop_caches()
+        return worker(cfg, m.mnt, "files", os.path.join(m.mnt, SMALL_DIR), cfg.small_n, cfg.small_bytes,
+                      cfg.threads, cfg.seed + run * 10 + (phase == "warm"))
+
+    def listing(m):
+        drop_caches()
+        return worker(cfg, m.mnt, "list", os.path.join(m.mnt, LIST_DIR), cfg.dir_n)
+
+    def rand(m, jobs, name):
+        direct = probe_direct(cfg, res, m, system)
+        drop_caches()
+        return fio(cfg, m.mnt, big(m), jobs, direct, name)
+
+    # mount A: sequential cold -> warm, warm random reads, small files cold -> warm, listing cold -> warm
     try:
         with Mount(cfg, system, f"r{run}a") as m:
             res.mount_cmds[system] = m.cmd
-            if "seq" in w or "rand" in w:
-                for phase in ("cold", "warm"):
-                    if phase == "warm" and "seq" not in w:
-                        break
-                    drop_caches()
-                    try:
-                        r = worker(cfg, m.mnt, "seq", big(m), cfg.big_bytes)
-                        if "seq" in w:
-                            res.add(run, system, f"seq_{phase}", r["mbps"], secs=round(r["secs"], 2))
-                    except WorkloadError as e:
-                        res.error(run, system, f"seq_{phase}", e)
+            if "seq" in w or "rand" in w:  # with rand only, the cold read just fills the cache (not recorded)
+                rec = (lambda r: res.add(run, system, "seq_cold", r["mbps"], secs=round(r["secs"], 2))) \
+                    if "seq" in w else (lambda r: None)
+                if step(res, run, system, "seq_cold", lambda: seq(m, "cold"), rec) and "seq" in w:
+                    step(res, run, system, "seq_warm", lambda: seq(m, "warm"),
+                         lambda r: res.add(run, system, "seq_warm", r["mbps"], secs=round(r["secs"], 2)))
             if "rand" in w:
-                direct = probe_direct(cfg, res, m, system)
                 for jobs, name in ((1, "rand_qd1_warm"), (cfg.fio_jobs, "rand_jobs_warm")):
-                    drop_caches()
-                    try:
-                        r = fio(cfg, m.mnt, big(m), jobs, direct, name)
-                        res.add(run, system, name, r.pop("iops"), **{k: round(v, 1) if isinstance(v, float) else v
-                                                                     for k, v in r.items()})
-                    except WorkloadError as e:
-                        res.error(run, system, name, e)
+                    step(res, run, system, name, lambda: rand(m, jobs, name), fio_record(name))
             if "files" in w:
                 for phase in ("cold", "warm"):
-                    drop_caches()
-                    try:
-                        r = worker(cfg, m.mnt, "files", os.path.join(m.mnt, SMALL_DIR), cfg.small_n, cfg.small_bytes,
-                                   cfg.threads, cfg.seed + run * 10 + (phase == "warm"))
-                        res.add(run, system, f"files_{phase}", r["files_per_s"], mbps=round(r["mbps"], 1),
-                                secs=round(r["secs"], 2))
-                    except WorkloadError as e:
-                        res.error(run, system, f"files_{phase}", e)
+                    if not step(res, run, system, f"files_{phase}", lambda: files(m, phase),
+                                lambda r: res.add(run, system, f"files_{phase}", r["files_per_s"],
+                                                  mbps=round(r["mbps"], 1), secs=round(r["secs"], 2))):
                         break
             if "list" in w:
                 for phase in ("cold", "warm"):
-                    drop_caches()
-                    try:
-                        r = worker(cfg, m.mnt, "list", os.path.join(m.mnt, LIST_DIR), cfg.dir_n)
-                        res.add(run, system, f"list_{phase}", r["secs"], entries=r["entries"])
-                    except WorkloadError as e:
-                        res.error(run, system, f"list_{phase}", e)
+                    if not step(res, run, system, f"list_{phase}", lambda: listing(m),
+                                lambda r: res.add(run, system, f"list_{phase}", r["secs"], entries=r["entries"])):
                         break
             if cfg.verify and run == 1:
-                try:
-                    r = worker(cfg, m.mnt, "verify", m.mnt, cfg.seed, cfg.big_bytes, cfg.small_n, cfg.small_bytes,
-                               cfg.dir_n, cfg.dir_bytes)
+                def check(r):
                     res.verified[system] = r["ok"]
                     if not r["ok"]:
                         res.error(run, system, "verify", f"content mismatch: {r['bad']}")
-                except WorkloadError as e:
-                    res.error(run, system, "verify", e)
+                step(res, run, system, "verify",
+                     lambda: worker(cfg, m.mnt, "verify", m.mnt, cfg.seed, cfg.big_bytes, cfg.small_n,
+                                    cfg.small_bytes, cfg.dir_n, cfg.dir_bytes), check)
     except MountError as e:
         res.error(run, system, "mount", e)
         return
-    # mounts B and C: random reads on a fresh mount, nothing cached anywhere
+    except MountBroken as e:
+        log(f"  {system}: {e} timed out; rest of this mount's workloads skipped")
+    # mounts B and C: random reads, each on a fresh mount with nothing cached anywhere
     if "rand" in w:
         for jobs, name in ((1, "rand_qd1_cold"), (cfg.fio_jobs, "rand_jobs_cold")):
             try:
-                with Mount(cfg, system, f"r{run}{name[5:9]}") as m:
-                    direct = res.direct.get(system)
-                    if direct is None:
-                        direct = probe_direct(cfg, res, m, system)
-                    drop_caches()
-                    try:
-                        r = fio(cfg, m.mnt, big(m), jobs, direct, name)
-                        res.add(run, system, name, r.pop("iops"), **{k: round(v, 1) if isinstance(v, float) else v
-                                                                     for k, v in r.items()})
-                    except WorkloadError as e:
-                        res.error(run, system, name, e)
+                with Mount(cfg, system, f"r{run}-{name}") as m:
+                    step(res, run, system, name, lambda: rand(m, jobs, name), fio_record(name))
             except MountError as e:
                 res.error(run, system, "mount", e)
                 return
+            except MountBroken:
+                pass
 
 
 def probe_direct(cfg, res, m, system):
@@ -760,6 +785,8 @@ def probe_direct(cfg, res, m, system):
     try:
         r = worker(cfg, m.mnt, "odirect", target, timeout=120)
     except WorkloadError as e:
+        if e.timed_out:
+            raise
         r = {"direct": False, "why": str(e)}
     res.direct[system] = r["direct"]
     if not r["direct"]:
@@ -1137,6 +1164,14 @@ def report(cfg, res, info, upload_info, started):
 
 
 def cmd_run():
+    # if run.sh disappears without its cleanup (SIGKILL), stop too: our finally blocks unmount
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        return 1
     cfg = Config()
     started = time.time()
     for d in ("mnt", "cache", "logs", "pids"):
@@ -1165,8 +1200,7 @@ def cmd_run():
     log(f"results: {base}.md (raw values {base}.jsonl)")
     with open(os.path.join(cfg.work, "report-path"), "w") as f:
         f.write(base + ".md")
-    fuse_fail = any(e["what"] == "mount" for e in res.errors)
-    return 3 if fuse_fail else 0
+    return 3 if res.errors else 0
 
 
 def main():

@@ -167,10 +167,11 @@ s3_region = "$AWS_REGION"
 api_bind_addr = "127.0.0.1:$port"
 root_domain = ".s3.localhost"
 EOF
+pdeath=; setpriv --help 2>/dev/null | grep -q pdeathsig && pdeath="setpriv --pdeathsig TERM --"  # dies with us
 log "starting $("$GARAGE_BIN" --version 2>/dev/null | head -1) on $AWS_ENDPOINT_URL (state $G)"
 RUST_LOG=${GARAGE_LOG:-warn} GARAGE_DEFAULT_ACCESS_KEY=$AWS_ACCESS_KEY_ID \
   GARAGE_DEFAULT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY GARAGE_DEFAULT_BUCKET=$BENCH_BUCKET \
-  "$GARAGE_BIN" -c "$G/garage.toml" server --single-node --default-bucket > "$G/server.log" 2>&1 &
+  $pdeath "$GARAGE_BIN" -c "$G/garage.toml" server --single-node --default-bucket > "$G/server.log" 2>&1 &
 GARAGE_PID=$!
 ok=
 for _ in $(seq 1 600); do
