@@ -315,6 +315,16 @@ fn serve(args: &MountArgs, s: Settings) -> Result<()> {
     let store_id = s.location.display();
     let store: Arc<dyn BlobStore> = Arc::new(RetryingStore::new(raw, RetryPolicy::default()));
     let gw = Gateway::new(store, &store_id, prefix, s.gateway.clone());
+    // Catch SIGTERM/SIGINT before the kernel mount exists, so a signal at any moment after it
+    // unmounts cleanly instead of killing us with the mount left behind.
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _rt = rt.enter();
+        (
+            signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?,
+        )
+    };
     let mut session = cairn_fuse::mount(gw, rt.handle().clone(), &args.mountpoint, &s.fuse)
         .with_context(|| {
             format!(
@@ -334,9 +344,6 @@ fn serve(args: &MountArgs, s: Settings) -> Result<()> {
     );
     notify_parent("READY");
     let signal = rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
