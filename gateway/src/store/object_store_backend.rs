@@ -57,6 +57,17 @@ impl ObjectStoreBlob {
         }
     }
 
+    /// A cloud store with native paginated listings.
+    fn paginated<S: ObjectStore + PaginatedListStore>(s: Arc<S>, description: String) -> Self {
+        Self {
+            store: s.clone(),
+            paginated: Some(s),
+            s3_lister: None,
+            local_root: None,
+            description,
+        }
+    }
+
     /// Builds the store a mount URL names. Does no I/O beyond checking a local root exists.
     pub fn open(location: &StoreLocation, s3: &S3Settings) -> StoreResult<Self> {
         let client = client_options(s3);
@@ -130,13 +141,7 @@ impl ObjectStoreBlob {
                         .build()
                         .map_err(cfg_err)?,
                 );
-                Ok(Self {
-                    store: s.clone(),
-                    paginated: Some(s),
-                    s3_lister: None,
-                    local_root: None,
-                    description: format!("gs://{bucket}"),
-                })
+                Ok(Self::paginated(s, format!("gs://{bucket}")))
             }
             BackendKind::Azure { container } => {
                 let s = Arc::new(
@@ -147,13 +152,7 @@ impl ObjectStoreBlob {
                         .build()
                         .map_err(cfg_err)?,
                 );
-                Ok(Self {
-                    store: s.clone(),
-                    paginated: Some(s),
-                    s3_lister: None,
-                    local_root: None,
-                    description: format!("az://{container}"),
-                })
+                Ok(Self::paginated(s, format!("az://{container}")))
             }
             BackendKind::Local { root } => {
                 if !root.is_dir() {
