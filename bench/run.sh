@@ -27,7 +27,7 @@ die() { log "ERROR: $*"; exit 1; }
 
 # the exact command line, with the BENCH_* knobs that were set, for the report
 cmdline="bench/run.sh"; for a in "$@"; do cmdline+=" $(printf '%q' "$a")"; done
-knobs=$(env | grep -E '^(BENCH_[A-Z_]+|CARGO_TARGET_DIR)=' | grep -v -E '^BENCH_(CMDLINE|WORKDIR)=' | sort |
+knobs=$(env | grep -E '^(BENCH_[A-Z_]+|CARGO_TARGET_DIR)=' | grep -v -E '^BENCH_CMDLINE=' | sort |
         sed -E 's/=(.*)$/="\1"/' | tr '\n' ' ' || true)
 
 while [ $# -gt 0 ]; do
@@ -151,6 +151,7 @@ export AWS_REGION=${AWS_REGION:-us-east-1} AWS_DEFAULT_REGION=${AWS_REGION:-us-e
 export AWS_ENDPOINT_URL=http://127.0.0.1:$port
 export BENCH_BUCKET=bench
 G=$WORK/garage
+export BENCH_GARAGE_DIR=$G
 (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$G/rpc_secret")
 cat > "$G/garage.toml" <<EOF
 metadata_dir = "$G/meta"
