@@ -3,6 +3,7 @@
 private Garage server and exports its coordinates; see docs/BENCHMARKS.md for the workloads.
 
   cairnbench.py run                 upload the corpus, measure every system, write the report
+  cairnbench.py update-docs DOC REPORT   put REPORT between the result markers of DOC
   cairnbench.py worker KIND ARGS    one measurement on a mounted path (run in a child process so
                                     that a hung FUSE mount can be aborted without hanging us)
 
@@ -1296,7 +1297,27 @@ def cmd_run():
     return 3 if res.errors else 0
 
 
+def update_docs(doc, report_path):
+    """Replace the block between the BENCH-RESULTS markers of docs/BENCHMARKS.md with a report."""
+    begin, end = "<!-- BENCH-RESULTS:BEGIN -->", "<!-- BENCH-RESULTS:END -->"
+    with open(doc) as f:
+        text = f.read()
+    if begin not in text or end not in text:
+        log(f"{doc}: markers {begin} / {end} not found; not updated")
+        return 1
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(report_path) as f:
+        rep = f.read()
+    with open(doc, "w") as f:
+        f.write(head + begin + "\n" + rep + end + tail)
+    log(f"updated {doc} with {report_path}")
+    return 0
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "update-docs":
+        return update_docs(sys.argv[2], sys.argv[3])
     if len(sys.argv) >= 2 and sys.argv[1] == "worker":
         print(json.dumps(WORKERS[sys.argv[2]](*sys.argv[3:])))
         return 0

@@ -195,17 +195,6 @@ report=$(cat "$WORK/report-path" 2>/dev/null || true)
 [ -n "$report" ] || die "no report produced (driver exit $rc)"
 
 if [ "${BENCH_UPDATE_DOCS:-0}" = 1 ]; then
-  "$VENV/bin/python" - "$ROOT/docs/BENCHMARKS.md" "$report" <<'PY'
-import sys
-doc, rep = sys.argv[1], sys.argv[2]
-begin, end = "<!-- BENCH-RESULTS:BEGIN -->", "<!-- BENCH-RESULTS:END -->"
-text = open(doc).read()
-if begin not in text or end not in text:
-    sys.exit(f"{doc}: markers {begin} / {end} not found; not updated")
-head, rest = text.split(begin, 1)
-_, tail = rest.split(end, 1)
-open(doc, "w").write(head + begin + "\n" + open(rep).read() + end + tail)
-print(f"updated {doc}", file=sys.stderr)
-PY
+  "$VENV/bin/python" "$HERE/cairnbench.py" update-docs "$ROOT/docs/BENCHMARKS.md" "$report"
 fi
 exit $rc
