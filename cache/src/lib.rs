@@ -2,11 +2,17 @@
 //!
 //! The unit of caching is a fixed-size block of one *version* of an object: the key carries the
 //! object's identity and its ETag, so a changed object can never be served from stale blocks once
-//! the gateway has seen the new ETag. This crate holds the tiers; the gateway's read path decides
-//! what to fetch and when.
+//! the gateway has seen the new ETag. L1 holds blocks in RAM under a byte budget; L2 holds them in
+//! checksummed files on local disk, indexed in RocksDB so they survive restarts. The gateway's
+//! read path decides what to fetch and when.
 
+pub mod block_file;
 mod block_key;
 mod l1;
+pub mod l2;
+pub mod policy;
+pub mod sim;
 
 pub use block_key::BlockKey;
 pub use l1::{L1Cache, L1Stats};
+pub use l2::{L2Cache, L2Config, L2Error, L2Stats};
