@@ -22,10 +22,13 @@ pub struct FileConfig {
     pub block_size: Option<String>,
     pub max_request_size: Option<String>,
     pub l1_cache_size: Option<String>,
+    pub l2_cache_size: Option<String>,
+    pub l2_min_free: Option<String>,
     pub max_inflight: Option<String>,
     pub max_readahead: Option<String>,
     pub fuse_threads: Option<usize>,
     pub log_file: Option<PathBuf>,
+    pub metrics_addr: Option<String>,
 }
 
 impl FileConfig {

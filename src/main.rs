@@ -1,5 +1,6 @@
 //! The `cairn` command: mount an object store as a POSIX path.
 
+mod admin;
 mod config;
 mod mount;
 
@@ -37,6 +38,56 @@ enum Command {
         /// The mount point.
         mountpoint: PathBuf,
     },
+    /// Show a running mount's cache and request counters.
+    Stats {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// Print the Prometheus text format instead of a table.
+        #[arg(long)]
+        prometheus: bool,
+    },
+    /// Manage a running mount's caches.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Re-read a running mount's --config file and apply the live settings (same as SIGHUP).
+    Reload {
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheCommand {
+    /// Change the RAM (L1) and/or disk (L2) cache budgets without remounting; a shrink evicts
+    /// down to the new budget before the command returns.
+    Resize {
+        /// New RAM cache budget, e.g. 2GiB.
+        #[arg(long, value_name = "SIZE")]
+        l1: Option<String>,
+        /// New disk cache budget, e.g. 100GiB.
+        #[arg(long, value_name = "SIZE")]
+        l2: Option<String>,
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
+}
+
+fn resize(mountpoint: &std::path::Path, l1: Option<&str>, l2: Option<&str>) -> anyhow::Result<()> {
+    if l1.is_none() && l2.is_none() {
+        anyhow::bail!("give --l1 SIZE and/or --l2 SIZE");
+    }
+    let size = |s: Option<&str>| -> anyhow::Result<String> {
+        Ok(match s {
+            Some(v) => config::parse_size(v)?.to_string(),
+            None => "-".into(),
+        })
+    };
+    let cmd = format!("resize {} {}", size(l1)?, size(l2)?);
+    let body = admin::request(mountpoint, &cmd)?;
+    print!("{body}");
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -44,6 +95,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mount(args) => mount::run(args),
         Command::Unmount { mountpoint } => mount::unmount(&mountpoint),
+        Command::Stats {
+            mountpoint,
+            prometheus,
+        } => admin::request(&mountpoint, if prometheus { "metrics" } else { "stats" })
+            .map(|body| print!("{body}")),
+        Command::Reload { mountpoint } => {
+            admin::request(&mountpoint, "reload").map(|body| print!("{body}"))
+        }
+        Command::Cache {
+            command: CacheCommand::Resize { l1, l2, mountpoint },
+        } => resize(&mountpoint, l1.as_deref(), l2.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -61,12 +61,18 @@ pub struct MountArgs {
     /// RAM cache budget, e.g. 2GiB [default: 1GiB].
     #[arg(long, value_name = "SIZE")]
     pub l1_cache_size: Option<String>,
+    /// Disk cache budget under --cache-dir, e.g. 100GiB [default: 10GiB; 0 disables it].
+    #[arg(long, value_name = "SIZE")]
+    pub l2_cache_size: Option<String>,
     /// Cache block size, e.g. 1MiB [default: 1MiB].
     #[arg(long, value_name = "SIZE")]
     pub block_size: Option<String>,
     /// FUSE worker threads [default: 2].
     #[arg(long, value_name = "N")]
     pub fuse_threads: Option<usize>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
     /// Log file when running detached [default: CACHE_DIR/cairn.log or /tmp/cairn-<name>.log].
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
@@ -80,6 +86,7 @@ struct Settings {
     fuse: MountOptions,
     log_file: Option<PathBuf>,
     read_only_requested: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn settings(args: &MountArgs) -> Result<Settings> {
@@ -128,6 +135,22 @@ fn settings(args: &MountArgs) -> Result<Settings> {
         bail!("--fuse-threads must be between 1 and 64");
     }
     let cache_dir = args.cache_dir.clone().or(file.cache_dir.clone());
+    let l2_budget = match args.l2_cache_size.as_ref().or(file.l2_cache_size.as_ref()) {
+        Some(s) => parse_size(s).context("--l2-cache-size")?,
+        None => 10 << 30,
+    };
+    let l2_min_free = match &file.l2_min_free {
+        Some(s) => parse_size(s).context("l2_min_free")?,
+        None => 1 << 30,
+    };
+    g.l2 = match &cache_dir {
+        Some(dir) if l2_budget > 0 => Some(cairn_cache::L2Config {
+            dir: dir.join("l2"),
+            budget: l2_budget,
+            min_free: l2_min_free,
+        }),
+        _ => None,
+    };
     let log_file = args
         .log_file
         .clone()
@@ -153,6 +176,12 @@ fn settings(args: &MountArgs) -> Result<Settings> {
         gateway: g,
         log_file,
         read_only_requested: file.read_only.unwrap_or(false),
+        metrics_addr: match args.metrics_addr.as_ref().or(file.metrics_addr.as_ref()) {
+            Some(a) => Some(a.parse().with_context(|| {
+                format!("invalid --metrics-addr '{a}' (expected IP:PORT, e.g. 127.0.0.1:9464)")
+            })?),
+            None => None,
+        },
     })
 }
 
@@ -314,17 +343,42 @@ fn serve(args: &MountArgs, s: Settings) -> Result<()> {
     }
     let store_id = s.location.display();
     let store: Arc<dyn BlobStore> = Arc::new(RetryingStore::new(raw, RetryPolicy::default()));
-    let gw = Gateway::new(store, &store_id, prefix, s.gateway.clone());
+    let gw = {
+        let _rt = rt.enter();
+        Gateway::new(store, &store_id, prefix, s.gateway.clone()).map_err(|e| anyhow::anyhow!(e))?
+    };
     // Catch SIGTERM/SIGINT before the kernel mount exists, so a signal at any moment after it
     // unmounts cleanly instead of killing us with the mount left behind.
-    let (mut term, mut int) = {
+    let (mut term, mut int, mut hup) = {
         use tokio::signal::unix::{signal, SignalKind};
         let _rt = rt.enter();
         (
             signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?,
             signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?,
+            signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?,
         )
     };
+    let reloader = reloader(args.config.clone(), gw.clone());
+    let socket = crate::admin::socket_path(&args.mountpoint);
+    {
+        let (path, gw, reload) = (socket.clone(), gw.clone(), reloader.clone());
+        rt.spawn(async move {
+            if let Err(e) = crate::admin::serve_socket(path, gw, reload).await {
+                tracing::warn!("admin socket stopped: {e:#}");
+            }
+        });
+    }
+    if let Some(addr) = s.metrics_addr {
+        let listener = rt.block_on(tokio::net::TcpListener::bind(addr));
+        drop(listener.with_context(|| format!("cannot listen on --metrics-addr {addr}"))?);
+        let gw = gw.clone();
+        rt.spawn(async move {
+            if let Err(e) = crate::admin::serve_metrics(addr, gw).await {
+                tracing::warn!("metrics endpoint stopped: {e:#}");
+            }
+        });
+        tracing::info!("Prometheus metrics on http://{addr}/metrics");
+    }
     let mut session = cairn_fuse::mount(gw, rt.handle().clone(), &args.mountpoint, &s.fuse)
         .with_context(|| {
             format!(
@@ -349,6 +403,14 @@ fn serve(args: &MountArgs, s: Settings) -> Result<()> {
             tokio::select! {
                 _ = term.recv() => return Some("SIGTERM"),
                 _ = int.recv() => return Some("SIGINT"),
+                _ = hup.recv() => {
+                    let r = reloader.clone();
+                    match tokio::task::spawn_blocking(move || r()).await {
+                        Ok(Ok(msg)) => tracing::info!("SIGHUP: {}", msg.trim()),
+                        Ok(Err(e)) => tracing::warn!("SIGHUP: reload failed: {e:#}"),
+                        Err(e) => tracing::warn!("SIGHUP: reload failed: {e}"),
+                    }
+                }
                 _ = tick.tick() => if !session.is_running() { return None },
             }
         }
@@ -370,10 +432,47 @@ fn serve(args: &MountArgs, s: Settings) -> Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    let _ = std::fs::remove_file(&socket);
     session.join().context("FUSE session ended with an error")?;
     tracing::info!("unmounted {}", args.mountpoint.display());
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(())
+}
+
+/// Re-reads the config file and applies what reloads live: the cache budgets and the disk
+/// cache's free-space floor.
+fn reloader(config: Option<PathBuf>, gw: Arc<Gateway>) -> crate::admin::Reloader {
+    Arc::new(move || {
+        let Some(path) = &config else {
+            bail!("mounted without --config: nothing to reload");
+        };
+        let file = FileConfig::load(path)?;
+        let mut applied = Vec::new();
+        if let Some(v) = &file.l1_cache_size {
+            let b = parse_size(v).context("l1_cache_size")?;
+            gw.l1().resize(b);
+            applied.push(format!("l1_cache_size={v}"));
+        }
+        if let Some(l2) = gw.l2() {
+            if let Some(v) = &file.l2_min_free {
+                l2.set_min_free(parse_size(v).context("l2_min_free")?);
+                applied.push(format!("l2_min_free={v}"));
+            }
+            if let Some(v) = &file.l2_cache_size {
+                l2.resize(parse_size(v).context("l2_cache_size")?);
+                applied.push(format!("l2_cache_size={v}"));
+            }
+        }
+        Ok(format!(
+            "reloaded {}: {}\n",
+            path.display(),
+            if applied.is_empty() {
+                "no live settings in it".to_string()
+            } else {
+                applied.join(", ")
+            }
+        ))
+    })
 }
 
 /// `cairn unmount`.

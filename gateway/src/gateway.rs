@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_cache::L1Cache;
+use cairn_cache::{L1Cache, L2Cache, L2Config};
 use cairn_prefetch_model::ReadaheadConfig;
 
 use crate::error::{FsError, FsResult};
@@ -26,6 +26,8 @@ pub struct GatewayConfig {
     pub readahead: ReadaheadConfig,
     /// RAM cache budget in bytes.
     pub l1_bytes: u64,
+    /// Disk cache, when a cache directory is configured.
+    pub l2: Option<L2Config>,
 }
 
 impl Default for GatewayConfig {
@@ -34,10 +36,11 @@ impl Default for GatewayConfig {
             namespace: NamespaceConfig::default(),
             fetch: FetchConfig::default(),
             readahead: ReadaheadConfig {
-                max: 128 << 20,
+                max: 256 << 20,
                 ..ReadaheadConfig::default()
             },
             l1_bytes: 1 << 30,
+            l2: None,
         }
     }
 }
@@ -68,23 +71,30 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway over `store` showing keys under `prefix`; `store_id` names the bucket in cache keys.
+    /// A gateway over `store` showing keys under `prefix`; `store_id` names the bucket in cache
+    /// keys. Opens the disk cache when configured (fails if another cairn holds it). Must be
+    /// called inside a tokio runtime.
     pub fn new(
         store: Arc<dyn BlobStore>,
         store_id: &str,
         prefix: String,
         cfg: GatewayConfig,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, String> {
         let metrics = Arc::new(Metrics::new());
         let cache = Arc::new(L1Cache::new(cfg.l1_bytes));
+        let l2 = match &cfg.l2 {
+            Some(c) => Some(Arc::new(L2Cache::open(c).map_err(|e| e.to_string())?)),
+            None => None,
+        };
         let fetcher = BlockFetcher::new(
             store.clone(),
             cache,
+            l2,
             cfg.fetch,
             Arc::from(store_id),
             metrics.clone(),
         );
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             ns: Namespace::new(store, prefix, cfg.namespace, metrics.clone()),
             fetcher,
             cfg,
@@ -93,7 +103,7 @@ impl Gateway {
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             metrics,
-        })
+        }))
     }
 
     /// Metrics of this mount.
@@ -116,6 +126,11 @@ impl Gateway {
         self.fetcher.cache()
     }
 
+    /// The disk cache, when configured.
+    pub fn l2(&self) -> Option<&Arc<L2Cache>> {
+        self.fetcher.l2()
+    }
+
     /// Resolves `name` in directory `parent`.
     pub async fn lookup(&self, parent: Ino, name: &str) -> FsResult<NodeAttr> {
         self.ns.lookup(parent, name).await
@@ -129,12 +144,24 @@ impl Gateway {
     /// Opens a file for reading; the version seen now is the one every read of the handle gets.
     pub async fn open(&self, ino: Ino) -> FsResult<Opened> {
         let (key, attr) = self.ns.open_file(ino).await?;
-        let keep_page_cache = {
+        let (keep_page_cache, changed) = {
             let mut last = self.last_open_version.lock().unwrap();
-            let same = last.get(&ino) == Some(&attr.etag);
-            last.insert(ino, attr.etag.clone());
-            same
+            let prev = last.insert(ino, attr.etag.clone());
+            (
+                prev.as_ref() == Some(&attr.etag),
+                prev.is_some_and(|p| p != attr.etag),
+            )
         };
+        if changed {
+            // A new version: blocks of older versions can never be read again; free them now.
+            let name = self.fetcher.cache_object_name(&key);
+            let keep = attr.etag.as_deref().unwrap_or("");
+            self.l1().invalidate_object(&name, keep);
+            if let Some(l2) = self.l2().cloned() {
+                let keep = keep.to_string();
+                tokio::task::spawn_blocking(move || l2.invalidate_object(&name, &keep));
+            }
+        }
         let obj = ObjectVersion {
             key,
             etag: attr.etag,
@@ -194,6 +221,23 @@ impl Gateway {
     /// Closes a directory handle.
     pub fn releasedir(&self, fh: HandleId) {
         self.dirs.lock().unwrap().remove(&fh);
+    }
+
+    /// Changes cache budgets at run time; a shrink evicts before returning.
+    pub async fn resize(&self, l1: Option<u64>, l2: Option<u64>) -> Result<(), String> {
+        if let Some(b) = l1 {
+            self.l1().resize(b);
+        }
+        if let Some(b) = l2 {
+            let tier = self
+                .l2()
+                .cloned()
+                .ok_or("no disk cache on this mount (mounted without --cache-dir)")?;
+            tokio::task::spawn_blocking(move || tier.resize(b))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Metadata TTL the kernel may cache attributes and entries for.

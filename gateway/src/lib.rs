@@ -6,4 +6,5 @@ pub mod gateway;
 pub mod metrics;
 pub mod namespace;
 pub mod read;
+pub mod stats;
 pub mod store;

@@ -2,10 +2,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use cairn_cache::{BlockKey, L1Cache};
+use cairn_cache::{BlockKey, L1Cache, L2Cache};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::{FsError, FsResult};
 use crate::metrics::Metrics;
@@ -37,8 +37,8 @@ impl Default for FetchConfig {
     fn default() -> Self {
         Self {
             block_size: 1 << 20,
-            max_request: 8 << 20,
-            max_inflight_bytes: 512 << 20,
+            max_request: 16 << 20,
+            max_inflight_bytes: 1 << 30,
         }
     }
 }
@@ -46,10 +46,15 @@ impl Default for FetchConfig {
 /// A block that is ready or on its way; clones share the one fetch.
 pub type BlockFuture = Shared<BoxFuture<'static, FsResult<Bytes>>>;
 
-/// Serves blocks from the RAM cache or fetches them, once, with ranged GETs.
+/// Most blocks waiting to be written to the disk tier; past it new blocks skip L2.
+const L2_QUEUE: usize = 256;
+
+/// Serves blocks from the RAM cache, then the disk cache, or fetches them, once, with ranged GETs.
 pub struct BlockFetcher {
     store: Arc<dyn BlobStore>,
     cache: Arc<L1Cache>,
+    l2: Option<Arc<L2Cache>>,
+    l2_writer: Option<mpsc::Sender<(BlockKey, Bytes)>>,
     cfg: FetchConfig,
     namespace_id: Arc<str>,
     inflight: Mutex<HashMap<BlockKey, BlockFuture>>,
@@ -64,11 +69,13 @@ struct Pending {
 }
 
 impl BlockFetcher {
-    /// A fetcher reading from `store`, caching in `cache`. `namespace_id` qualifies cache keys
-    /// (store + bucket) so two buckets never share blocks.
+    /// A fetcher reading from `store`, caching in `cache` (RAM) and `l2` (disk). `namespace_id`
+    /// qualifies cache keys (store + bucket) so two buckets never share blocks. Must be called
+    /// inside a tokio runtime (it starts the disk-cache writer task).
     pub fn new(
         store: Arc<dyn BlobStore>,
         cache: Arc<L1Cache>,
+        l2: Option<Arc<L2Cache>>,
         cfg: FetchConfig,
         namespace_id: Arc<str>,
         metrics: Arc<Metrics>,
@@ -78,9 +85,21 @@ impl BlockFetcher {
             .max_inflight_bytes
             .max(cfg.max_request)
             .min(usize::MAX as u64 >> 4);
+        let l2_writer = l2.clone().map(|tier| {
+            let (tx, mut rx) = mpsc::channel::<(BlockKey, Bytes)>(L2_QUEUE);
+            tokio::spawn(async move {
+                while let Some((key, data)) = rx.recv().await {
+                    let tier = tier.clone();
+                    let _ = tokio::task::spawn_blocking(move || tier.insert(key, &data)).await;
+                }
+            });
+            tx
+        });
         Arc::new(Self {
             store,
             cache,
+            l2,
+            l2_writer,
             cfg,
             namespace_id,
             inflight: Mutex::new(HashMap::new()),
@@ -95,15 +114,30 @@ impl BlockFetcher {
         self.cfg.block_size
     }
 
+    /// Blocks in one full-size GET.
+    pub fn blocks_per_request(&self) -> u64 {
+        (self.cfg.max_request / self.cfg.block_size).max(1)
+    }
+
     /// The RAM tier.
     pub fn cache(&self) -> &Arc<L1Cache> {
         &self.cache
     }
 
+    /// The disk tier, when configured.
+    pub fn l2(&self) -> Option<&Arc<L2Cache>> {
+        self.l2.as_ref()
+    }
+
+    /// The name a bucket key has in cache keys (store-qualified).
+    pub fn cache_object_name(&self, key: &str) -> String {
+        format!("{}/{}", self.namespace_id, key)
+    }
+
     fn key(&self, obj: &ObjectVersion, index: u64) -> BlockKey {
         let version = obj.etag.clone().unwrap_or_else(|| Arc::from(""));
         BlockKey::new(
-            Arc::from(format!("{}/{}", self.namespace_id, obj.key).as_str()),
+            Arc::from(self.cache_object_name(&obj.key).as_str()),
             version,
             index,
         )
@@ -120,6 +154,7 @@ impl BlockFetcher {
         let per_request = (self.cfg.max_request / self.cfg.block_size).max(1) as usize;
         let mut out = Vec::with_capacity((last + 1 - first) as usize);
         let mut runs: Vec<Vec<Pending>> = Vec::new();
+        let mut from_disk: Vec<(BlockKey, Pending)> = Vec::new();
         {
             let mut inflight = self.inflight.lock().unwrap();
             let mut run: Vec<Pending> = Vec::new();
@@ -139,8 +174,15 @@ impl BlockFetcher {
                         })
                         .boxed()
                         .shared();
-                    inflight.insert(key, fut.clone());
+                    inflight.insert(key.clone(), fut.clone());
                     out.push(fut);
+                    if self.l2.as_ref().is_some_and(|l2| l2.contains(&key)) {
+                        from_disk.push((key, Pending { index, tx }));
+                        if !run.is_empty() {
+                            runs.push(std::mem::take(&mut run));
+                        }
+                        continue;
+                    }
                     let contiguous = run.last().is_some_and(|p| p.index + 1 == index);
                     if !run.is_empty() && (!contiguous || run.len() >= per_request) {
                         runs.push(std::mem::take(&mut run));
@@ -161,7 +203,32 @@ impl BlockFetcher {
             let obj = obj.clone();
             tokio::spawn(async move { this.fetch_run(obj, run).await });
         }
+        for (key, p) in from_disk {
+            let this = self.clone();
+            let obj = obj.clone();
+            tokio::spawn(async move { this.read_from_disk(obj, key, p).await });
+        }
         out
+    }
+
+    /// Serves one block from the disk tier (promoting it to RAM); a block the tier cannot
+    /// produce intact is fetched from the store instead.
+    async fn read_from_disk(self: Arc<Self>, obj: ObjectVersion, key: BlockKey, p: Pending) {
+        let l2 = self.l2.clone().expect("disk tier");
+        let k = key.clone();
+        let got = tokio::task::spawn_blocking(move || l2.get(&k))
+            .await
+            .ok()
+            .flatten();
+        let expected = self.block_len(&obj, p.index) as usize;
+        match got {
+            Some(data) if data.len() == expected => {
+                self.cache.insert(key.clone(), data.clone());
+                let _ = p.tx.send(Ok(data));
+                self.inflight.lock().unwrap().remove(&key);
+            }
+            _ => self.fetch_run(obj, vec![p]).await,
+        }
     }
 
     fn block_len(&self, obj: &ObjectVersion, index: u64) -> u64 {
@@ -269,6 +336,15 @@ impl BlockFetcher {
     fn deliver(&self, obj: &ObjectVersion, p: Pending, block: Bytes) {
         let key = self.key(obj, p.index);
         self.cache.insert(key.clone(), block.clone());
+        if let Some(w) = &self.l2_writer {
+            if w.try_send((key.clone(), block.clone())).is_err() {
+                if let Some(l2) = &self.l2 {
+                    l2.stats()
+                        .admissions_skipped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
         let _ = p.tx.send(Ok(block));
         self.inflight.lock().unwrap().remove(&key);
     }

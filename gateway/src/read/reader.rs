@@ -63,6 +63,7 @@ impl FileReader {
             };
             // Blocks behind this read are done with (for this handle).
             st.pending = st.pending.split_off(&first);
+            let per_request = self.fetcher.blocks_per_request();
             let mut i = first;
             while i <= upto {
                 if st.pending.contains_key(&i) {
@@ -73,6 +74,19 @@ impl FileReader {
                 while j < upto && !st.pending.contains_key(&(j + 1)) {
                     j += 1;
                 }
+                // Readahead-only gaps wait until a whole request's worth is missing (or the
+                // file ends there): a window sliding one block per read must not turn into
+                // one small GET per block.
+                let needed_now = i <= last;
+                let full = j + 1 - i >= per_request;
+                if !(needed_now || full || j == last_block) {
+                    break;
+                }
+                let j = if needed_now {
+                    j
+                } else {
+                    j.min(i + per_request - 1)
+                };
                 for (k, f) in (i..=j).zip(self.fetcher.blocks(&self.obj, i, j)) {
                     st.pending.insert(k, f);
                 }
