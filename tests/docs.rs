@@ -19,7 +19,10 @@ fn every_mount_flag_is_in_configuration_md() {
         let flag = word.trim_end_matches(',');
         if flag.starts_with("--") && flag.len() > 2 && flag != "--help" {
             flags += 1;
-            assert!(doc.contains(flag), "{flag} is not documented in docs/CONFIGURATION.md");
+            assert!(
+                doc.contains(flag),
+                "{flag} is not documented in docs/CONFIGURATION.md"
+            );
         }
     }
     assert!(flags >= 10, "parsed only {flags} flags from --help");
