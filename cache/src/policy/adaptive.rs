@@ -64,8 +64,6 @@ pub struct AdaptiveConfig {
     pub switch_factor: f64,
     /// Score window (the decay's time constant), in multiples of the keys in a shadow cache.
     pub window: f64,
-    /// The expert that evicts until the measurements say otherwise.
-    pub initial: Expert,
 }
 
 impl Default for AdaptiveConfig {
@@ -74,7 +72,6 @@ impl Default for AdaptiveConfig {
             max_sampled: DEFAULT_MAX_SAMPLED,
             switch_factor: 1.05,
             window: 2.0,
-            initial: Expert::Pmru,
         }
     }
 }
@@ -131,10 +128,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> Adaptive<K> {
             core: S3Fifo::with_experts(),
             shadows,
             scores: [0.0; 3],
-            current: EXPERTS
-                .iter()
-                .position(|&e| e == cfg.initial)
-                .expect("every expert is listed"),
+            current: 0,
             cfg: AdaptiveConfig {
                 max_sampled: cfg.max_sampled.max(64),
                 ..cfg
