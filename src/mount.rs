@@ -148,6 +148,7 @@ fn settings(args: &MountArgs) -> Result<Settings> {
             dir: dir.join("l2"),
             budget: l2_budget,
             min_free: l2_min_free,
+            policy: cairn_cache::policy::PolicyKind::Adaptive,
         }),
         _ => None,
     };

@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lru::LruCache;
 
 use crate::block_file;
+use crate::policy::{new_policy, EvictionPolicy, PolicyKind};
 use crate::BlockKey;
 
 /// Where and how big the disk tier is.
@@ -30,6 +30,8 @@ pub struct L2Config {
     pub budget: u64,
     /// Free space to leave on the file system, whatever the budget says.
     pub min_free: u64,
+    /// Which blocks to give up first when full (see docs/BENCHMARKS.md, "Eviction policies").
+    pub policy: PolicyKind,
 }
 
 /// Errors opening the disk tier.
@@ -88,7 +90,7 @@ struct Entry {
 
 struct Inner {
     entries: HashMap<BlockKey, Entry>,
-    recency: LruCache<BlockKey, ()>,
+    policy: Box<dyn EvictionPolicy<BlockKey>>,
     used: u64,
     budget: u64,
     next_id: u64,
@@ -214,7 +216,7 @@ impl L2Cache {
             db,
             inner: Mutex::new(Inner {
                 entries: HashMap::with_capacity(loaded.len()),
-                recency: LruCache::unbounded(),
+                policy: new_policy(cfg.policy),
                 used: 0,
                 budget: cfg.budget,
                 next_id: 1,
@@ -241,7 +243,7 @@ impl L2Cache {
                 }
                 live_ids.insert(e.id);
                 inner.used += e.size;
-                inner.recency.put(key.clone(), ());
+                inner.policy.on_insert(key.clone(), e.size);
                 inner.entries.insert(key, e);
             }
         }
@@ -308,7 +310,14 @@ impl L2Cache {
 
     /// Returns the block if present and intact; a damaged file is dropped and reported as a miss.
     pub fn get(&self, key: &BlockKey) -> Option<Bytes> {
-        let entry = self.inner.lock().unwrap().entries.get(key).copied();
+        let entry = {
+            let mut inner = self.inner.lock().unwrap();
+            let e = inner.entries.get(key).copied();
+            if e.is_none() {
+                inner.policy.on_miss(key);
+            }
+            e
+        };
         let Some(e) = entry else {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -320,7 +329,11 @@ impl L2Cache {
             });
         match result {
             Ok(data) => {
-                self.inner.lock().unwrap().recency.get(key);
+                let mut inner = self.inner.lock().unwrap();
+                if inner.entries.contains_key(key) {
+                    inner.policy.on_hit(key);
+                }
+                drop(inner);
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .bytes_served
@@ -385,12 +398,13 @@ impl L2Cache {
         }
         let mut inner = self.inner.lock().unwrap();
         inner.used += size;
-        inner.recency.put(key.clone(), ());
-        if let Some(old) = inner.entries.insert(key, entry) {
+        if let Some(old) = inner.entries.insert(key.clone(), entry) {
             // A concurrent insert of the same block won the race: keep one file.
             inner.used -= old.size;
+            inner.policy.on_remove(&key);
             let _ = fs::remove_file(self.path_of(old.id));
         }
+        inner.policy.on_insert(key, size);
         self.stats
             .bytes_admitted
             .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -437,9 +451,9 @@ impl L2Cache {
         let e = {
             let mut inner = self.inner.lock().unwrap();
             let e = inner.entries.remove(key);
-            inner.recency.pop(key);
             if let Some(e) = e {
                 inner.used -= e.size;
+                inner.policy.on_remove(key);
             }
             e
         };
@@ -482,12 +496,15 @@ impl L2Cache {
                 if !over_budget && !low_space {
                     return true;
                 }
-                match inner.recency.pop_lru() {
-                    Some((k, ())) => {
-                        let e = inner.entries.remove(&k).expect("indexed");
-                        inner.used -= e.size;
-                        Some((k, e))
-                    }
+                match inner.policy.evict() {
+                    Some(k) => match inner.entries.remove(&k) {
+                        Some(e) => {
+                            inner.used -= e.size;
+                            Some((k, e))
+                        }
+                        // The policy and the index disagree: never loop on it.
+                        None => None,
+                    },
                     None => return !over_budget && !low_space,
                 }
             };
@@ -575,6 +592,7 @@ mod tests {
             dir: dir.to_path_buf(),
             budget,
             min_free: 0,
+            policy: PolicyKind::Adaptive,
         }
     }
 
