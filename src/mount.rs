@@ -218,18 +218,7 @@ fn check_mountpoint(p: &Path) -> Result<()> {
 
 /// True when `p` is a mount point; works on a dead FUSE mount too (no stat of `p` itself).
 fn is_mounted(p: &Path) -> bool {
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(p)
-    };
-    // Canonicalize the parent only: the mount point itself may answer ENOTCONN.
-    let canon = match (abs.parent(), abs.file_name()) {
-        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
-            .map(|c| c.join(name))
-            .unwrap_or(abs.clone()),
-        _ => abs.clone(),
-    };
+    let canon = crate::admin::absolute(p);
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
