@@ -89,7 +89,13 @@ pub fn mount(
     cfg.acl = acl;
     cfg.n_threads = Some(opts.threads.max(1));
     cfg.clone_fd = true;
+    // Resolved before mounting: afterwards a stat of the mount point would wait on this very
+    // file system, which does not serve yet.
+    let resolved = mountpoint.canonicalize();
     let mut session = Session::new(fs, mountpoint, &cfg)?;
+    if let Ok(resolved) = resolved {
+        raise_kernel_readahead(&resolved);
+    }
     let unmounter = session.unmount_callable();
     let thread = std::thread::Builder::new()
         .name("fuse-session".into())
@@ -99,4 +105,40 @@ pub fn mount(
         thread: Some(thread),
         mountpoint: mountpoint.to_path_buf(),
     })
+}
+
+/// Kernel readahead asked of a cairn mount, in KiB. The kernel caps a FUSE mount's readahead at
+/// the default 128 KiB whatever the init reply says; at 1 MiB a sequential reader sends 8x fewer
+/// read requests (measured on 1 GiB cold reads: 468 -> 520 MB/s, 1.43 -> 1.11 s of daemon CPU;
+/// 4 MiB was no better and 16 MiB worse).
+const KERNEL_READAHEAD_KB: u32 = 1024;
+
+/// Raises the mount's backing-device readahead (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`).
+/// `mountpoint` must be canonical; the device number comes from the mount table, not from
+/// stat(), for the same reason. Needs root; without it reads are merely smaller.
+fn raise_kernel_readahead(mountpoint: &Path) {
+    let Some(dev) = mount_device(mountpoint) else {
+        tracing::debug!(
+            "mount of {} not found in /proc/self/mountinfo",
+            mountpoint.display()
+        );
+        return;
+    };
+    let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    if let Err(e) = std::fs::write(&path, KERNEL_READAHEAD_KB.to_string()) {
+        tracing::debug!("cannot raise kernel readahead ({path}): {e}");
+    }
+}
+
+/// `MAJOR:MINOR` of the newest mount at `mountpoint` (mountinfo escapes spaces as `\040`).
+fn mount_device(mountpoint: &Path) -> Option<String> {
+    let want = mountpoint.to_str()?.replace(' ', "\\040");
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    table
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 4 && f[4] == want).then(|| f[2].to_string())
+        })
+        .last()
 }

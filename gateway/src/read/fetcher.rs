@@ -286,6 +286,10 @@ impl BlockFetcher {
                         current = pending.next();
                         continue;
                     }
+                    if buf.capacity() == 0 {
+                        // Sized once: growing by doubling would copy and fault pages again.
+                        buf.reserve(self.block_len(&obj, p.index) as usize);
+                    }
                     buf.extend_from_slice(&chunk.split_to(take));
                     if buf.len() as u64 == self.block_len(&obj, p.index) {
                         let block = std::mem::take(&mut buf).freeze();
