@@ -119,6 +119,19 @@ async fn handle(line: &str, gw: &Arc<Gateway>, reload: &Reloader) -> Result<Stri
                 .await
                 .context("reload task")?
         }
+        Some("flush") => {
+            // Asks for everything to be uploaded now; the caller polls `pending`.
+            let wb = gw
+                .write_back()
+                .context("this mount is read-only: nothing to flush")?;
+            let (n, bytes) = wb.pending();
+            wb.request_flush();
+            Ok(format!("{n} {bytes}\n"))
+        }
+        Some("pending") => {
+            let (n, bytes) = gw.write_back().map(|w| w.pending()).unwrap_or((0, 0));
+            Ok(format!("{n} {bytes}\n"))
+        }
         other => bail!("unknown admin command {other:?}"),
     }
 }

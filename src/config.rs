@@ -29,6 +29,9 @@ pub struct FileConfig {
     pub fuse_threads: Option<usize>,
     pub log_file: Option<PathBuf>,
     pub metrics_addr: Option<String>,
+    pub flush_delay: Option<String>,
+    pub max_dirty: Option<String>,
+    pub drain_timeout: Option<String>,
 }
 
 impl FileConfig {

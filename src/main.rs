@@ -51,6 +51,14 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Upload everything written on a mount now and wait until the bucket has it.
+    Flush {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// Give up after this long, e.g. 10m [default: no limit].
+        #[arg(long, value_name = "DUR")]
+        timeout: Option<String>,
+    },
     /// Re-read a running mount's --config file and apply the live settings (same as SIGHUP).
     Reload {
         /// The mount point.
@@ -90,6 +98,56 @@ fn resize(mountpoint: &std::path::Path, l1: Option<&str>, l2: Option<&str>) -> a
     Ok(())
 }
 
+fn flush(mountpoint: &std::path::Path, timeout: Option<&str>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let limit = timeout.map(config::parse_duration).transpose()?;
+    let start = std::time::Instant::now();
+    let parse = |body: String| -> anyhow::Result<(u64, u64)> {
+        let mut w = body.split_whitespace();
+        let n = w.next().unwrap_or("0").parse()?;
+        let b = w.next().unwrap_or("0").parse()?;
+        Ok((n, b))
+    };
+    parse(admin::request(mountpoint, "flush")?)?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_print = std::time::Instant::now() - std::time::Duration::from_secs(10);
+    loop {
+        let (n, bytes) = parse(admin::request(mountpoint, "pending")?)?;
+        if n == 0 {
+            if tty {
+                eprint!("\r\x1b[K");
+            }
+            eprintln!(
+                "cairn: everything is in the bucket ({:.1} s)",
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if tty || last_print.elapsed() >= std::time::Duration::from_secs(5) {
+            let line = format!(
+                "cairn: {n} item(s) pending, {:.1} MiB not yet uploaded",
+                bytes as f64 / 1048576.0
+            );
+            if tty {
+                eprint!("\r\x1b[K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            let _ = std::io::stderr().flush();
+            last_print = std::time::Instant::now();
+        }
+        if limit.is_some_and(|l| start.elapsed() >= l) {
+            if tty {
+                eprintln!();
+            }
+            anyhow::bail!("{n} item(s) still pending after {}", timeout.unwrap_or(""));
+        }
+        // Keep the flusher forced while we wait.
+        admin::request(mountpoint, "flush")?;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -100,6 +158,10 @@ fn main() -> ExitCode {
             prometheus,
         } => admin::request(&mountpoint, if prometheus { "metrics" } else { "stats" })
             .map(|body| print!("{body}")),
+        Command::Flush {
+            mountpoint,
+            timeout,
+        } => flush(&mountpoint, timeout.as_deref()),
         Command::Reload { mountpoint } => {
             admin::request(&mountpoint, "reload").map(|body| print!("{body}"))
         }

@@ -73,6 +73,16 @@ pub struct MountArgs {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+    /// How long a written file stays unchanged before it is uploaded [default: 2s].
+    #[arg(long, value_name = "DUR")]
+    pub flush_delay: Option<String>,
+    /// Bound on written bytes not yet uploaded; writers wait past it [default: 4GiB].
+    #[arg(long, value_name = "SIZE")]
+    pub max_dirty: Option<String>,
+    /// At unmount, how long to wait for pending uploads before leaving them in the journal for
+    /// the next mount [default: 10m].
+    #[arg(long, value_name = "DUR")]
+    pub drain_timeout: Option<String>,
     /// Log file when running detached [default: CACHE_DIR/cairn.log or /tmp/cairn-<name>.log].
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
@@ -85,8 +95,9 @@ struct Settings {
     gateway: GatewayConfig,
     fuse: MountOptions,
     log_file: Option<PathBuf>,
-    read_only_requested: bool,
     metrics_addr: Option<std::net::SocketAddr>,
+    drain_timeout: Duration,
+    read_only_requested: bool,
 }
 
 fn settings(args: &MountArgs) -> Result<Settings> {
@@ -152,6 +163,25 @@ fn settings(args: &MountArgs) -> Result<Settings> {
         }),
         _ => None,
     };
+    let read_only = args.read_only || file.read_only.unwrap_or(false);
+    g.write = match (&cache_dir, read_only) {
+        (_, true) => None,
+        (None, false) => None,
+        (Some(dir), false) => {
+            let mut w = cairn_gateway::write::WriteConfig::new(dir.join("journal"));
+            if let Some(s) = args.flush_delay.as_ref().or(file.flush_delay.as_ref()) {
+                w.flush_delay = parse_duration(s).context("--flush-delay")?;
+            }
+            if let Some(s) = args.max_dirty.as_ref().or(file.max_dirty.as_ref()) {
+                w.max_dirty_bytes = parse_size(s).context("--max-dirty")?;
+            }
+            Some(w)
+        }
+    };
+    let drain_timeout = match args.drain_timeout.as_ref().or(file.drain_timeout.as_ref()) {
+        Some(s) => parse_duration(s).context("--drain-timeout")?,
+        None => Duration::from_secs(600),
+    };
     let log_file = args
         .log_file
         .clone()
@@ -166,9 +196,8 @@ fn settings(args: &MountArgs) -> Result<Settings> {
         fuse: MountOptions {
             fs_name: location.display(),
             allow_other: args.allow_other || file.allow_other.unwrap_or(false),
-            // The write path (journal + flusher) is not built yet: every mount is read-only and
-            // says so when --read-only was not asked for.
-            read_only: true,
+            // Writes need the journal, which lives under --cache-dir.
+            read_only: g.write.is_none(),
             threads,
             uid: args.uid.or(file.uid).unwrap_or(uid),
             gid: args.gid.or(file.gid).unwrap_or(gid),
@@ -176,7 +205,8 @@ fn settings(args: &MountArgs) -> Result<Settings> {
         location,
         gateway: g,
         log_file,
-        read_only_requested: file.read_only.unwrap_or(false),
+        drain_timeout,
+        read_only_requested: read_only,
         metrics_addr: match args.metrics_addr.as_ref().or(file.metrics_addr.as_ref()) {
             Some(a) => Some(a.parse().with_context(|| {
                 format!("invalid --metrics-addr '{a}' (expected IP:PORT, e.g. 127.0.0.1:9464)")
@@ -328,8 +358,10 @@ fn serve(args: &MountArgs, s: Settings) -> Result<()> {
             Err(_) => bail!("no answer from {} within 60 s", raw.describe()),
         }
     })?;
-    if !(args.read_only || s.read_only_requested) {
-        tracing::warn!("writes are not supported yet: mounting read-only");
+    if s.gateway.write.is_none() && !s.read_only_requested {
+        tracing::warn!(
+            "no --cache-dir: writes need a local journal there, so this mount is read-only"
+        );
     }
     let store_id = s.location.display();
     let store: Arc<dyn BlobStore> = Arc::new(RetryingStore::new(raw, RetryPolicy::default()));
@@ -369,7 +401,7 @@ fn serve(args: &MountArgs, s: Settings) -> Result<()> {
         });
         tracing::info!("Prometheus metrics on http://{addr}/metrics");
     }
-    let mut session = cairn_fuse::mount(gw, rt.handle().clone(), &args.mountpoint, &s.fuse)
+    let mut session = cairn_fuse::mount(gw.clone(), rt.handle().clone(), &args.mountpoint, &s.fuse)
         .with_context(|| {
             format!(
                 "cannot mount at {} (is fuse3 installed and /dev/fuse available?)",
@@ -425,6 +457,23 @@ fn serve(args: &MountArgs, s: Settings) -> Result<()> {
     let _ = std::fs::remove_file(&socket);
     session.join().context("FUSE session ended with an error")?;
     tracing::info!("unmounted {}", args.mountpoint.display());
+    if let Some(wb) = gw.write_back() {
+        let (pending, bytes) = wb.pending();
+        if pending > 0 {
+            tracing::info!(
+                pending,
+                bytes,
+                "uploading pending writes before exit (up to {})",
+                humantime::format_duration(s.drain_timeout)
+            );
+        }
+    }
+    match rt.block_on(gw.shutdown(s.drain_timeout)) {
+        Ok(()) => {}
+        Err(e) => tracing::warn!(
+            "{e}; they stay in the journal and are uploaded by the next mount with this --cache-dir"
+        ),
+    }
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(())
 }

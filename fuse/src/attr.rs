@@ -42,7 +42,7 @@ impl AttrMapper {
     pub fn to_fuse(&self, a: &NodeAttr) -> FileAttr {
         let (kind, perm, nlink) = match a.kind {
             NodeKind::Dir => (FileType::Directory, 0o755, 2),
-            NodeKind::File => (FileType::RegularFile, 0o644, 1),
+            NodeKind::File => (FileType::RegularFile, a.perm.unwrap_or(0o644), 1),
         };
         FileAttr {
             ino: INodeNo(a.ino),

@@ -18,6 +18,7 @@ use fuser::{
     ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
     ReplyStatfs, Request,
 };
+use fuser::{RenameFlags, ReplyCreate, ReplyWrite, TimeOrNow, WriteFlags};
 
 use attr::AttrMapper;
 
@@ -98,13 +99,15 @@ impl Filesystem for CairnFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
+        let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+        let truncate = write && flags.0 & libc::O_TRUNC != 0;
+        if write && !self.gw.writable() {
             reply.error(Errno::EROFS);
             return;
         }
         let gw = self.gw.clone();
         self.rt.spawn(async move {
-            match gw.open(ino.0).await {
+            match gw.open(ino.0, write, truncate).await {
                 Ok(opened) => {
                     let f = if opened.keep_page_cache {
                         FopenFlags::FOPEN_KEEP_CACHE
@@ -160,8 +163,248 @@ impl Filesystem for CairnFs {
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Nothing is buffered for writing on a read-only handle.
-        reply.ok();
+        // close(): what was written is durable in the journal before close returns.
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw.sync().await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw.sync().await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let gw = self.gw.clone();
+        let data = data.to_vec();
+        self.rt.spawn(async move {
+            match gw.write(fh.0, offset, &data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let Some(name) = name_str(name) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        if !self.gw.writable() {
+            reply.error(Errno::EROFS);
+            return;
+        }
+        if mode & libc::S_IFMT != 0 && mode & libc::S_IFMT != libc::S_IFREG {
+            reply.error(Errno::ENOTSUP);
+            return;
+        }
+        let gw = self.gw.clone();
+        let attrs = self.attrs;
+        let ttl = self.ttl();
+        let exclusive = flags & libc::O_EXCL != 0;
+        let truncate = flags & libc::O_TRUNC != 0;
+        self.rt.spawn(async move {
+            match gw
+                .create(parent.0, &name, mode & !umask, exclusive, truncate)
+                .await
+            {
+                Ok((a, opened)) => reply.created(
+                    &ttl,
+                    &attrs.to_fuse(&a),
+                    Generation(0),
+                    FileHandle(opened.fh),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some(name) = name_str(name) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            // Objects can only be regular files.
+            reply.error(Errno::EPERM);
+            return;
+        }
+        let gw = self.gw.clone();
+        let attrs = self.attrs;
+        let ttl = self.ttl();
+        self.rt.spawn(async move {
+            match gw.create(parent.0, &name, mode & !umask, true, false).await {
+                Ok((a, opened)) => {
+                    gw.release(opened.fh);
+                    reply.entry(&ttl, &attrs.to_fuse(&a), Generation(0))
+                }
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let gw = self.gw.clone();
+        let attrs = self.attrs;
+        let ttl = self.ttl();
+        let mtime = mtime.map(|t| match t {
+            TimeOrNow::SpecificTime(t) => t,
+            TimeOrNow::Now => std::time::SystemTime::now(),
+        });
+        self.rt.spawn(async move {
+            match gw.setattr(ino.0, fh.map(|f| f.0), size, mode, mtime).await {
+                Ok(a) => reply.attr(&ttl, &attrs.to_fuse(&a)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name_str(name) else {
+            reply.error(Errno::ENOENT);
+            return;
+        };
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw.unlink(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some(name) = name_str(name) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        let gw = self.gw.clone();
+        let attrs = self.attrs;
+        let ttl = self.ttl();
+        self.rt.spawn(async move {
+            match gw.mkdir(parent.0, &name).await {
+                Ok(a) => reply.entry(&ttl, &attrs.to_fuse(&a), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name_str(name) else {
+            reply.error(Errno::ENOENT);
+            return;
+        };
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw.rmdir(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (Some(name), Some(newname)) = (name_str(name), name_str(newname)) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
+            reply.error(Errno::EINVAL);
+            return;
+        }
+        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw
+                .rename(parent.0, &name, newparent.0, &newname, no_replace)
+                .await
+            {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -273,6 +516,72 @@ impl Filesystem for CairnFs {
         const BSIZE: u32 = 4096;
         let blocks = (1u64 << 50) / BSIZE as u64;
         reply.statfs(blocks, blocks, blocks, 1 << 32, 1 << 32, BSIZE, 255, BSIZE);
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // Files are not terminals or devices (isatty() asks on every Python open).
+        reply.error(Errno::ENOTTY);
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw.sync().await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    // Extended attributes are not kept. ENOSYS (not ENOTSUP) makes the kernel stop asking, so
+    // writes do not pay a getxattr("security.capability") round trip each.
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: fuser::ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {

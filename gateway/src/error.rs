@@ -29,6 +29,21 @@ pub enum FsError {
     /// The operation is not possible on this mount (e.g. writes on a read-only mount).
     #[error("read-only file system")]
     ReadOnly,
+    /// The local journal disk is full.
+    #[error("no space left on the journal disk")]
+    NoSpace,
+    /// The name already exists (exclusive create, mkdir).
+    #[error("already exists")]
+    Exists,
+    /// rmdir (or rename onto) a directory that is not empty.
+    #[error("directory not empty")]
+    NotEmpty,
+    /// An argument the operation cannot accept (e.g. renaming a directory into itself).
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    /// The operation is not supported by cairn (hard links, device nodes, ...).
+    #[error("not supported")]
+    NotSupported,
     /// Anything else after retries: the store was unreachable or failed.
     #[error("I/O error: {0}")]
     Io(String),
@@ -46,6 +61,11 @@ impl FsError {
             FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::BadHandle => libc::EBADF,
             FsError::ReadOnly => libc::EROFS,
+            FsError::NoSpace => libc::ENOSPC,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::Invalid(_) => libc::EINVAL,
+            FsError::NotSupported => libc::ENOTSUP,
             FsError::Io(_) => libc::EIO,
         }
     }

@@ -14,6 +14,8 @@ use crate::metrics::Metrics;
 use crate::namespace::{DirListing, Ino, Namespace, NamespaceConfig, NodeAttr};
 use crate::read::{BlockFetcher, FetchConfig, FileReader, ObjectVersion};
 use crate::store::{BlobStore, StoreError};
+use crate::write::flusher::Flusher;
+use crate::write::{WriteBack, WriteConfig};
 
 /// Every tunable of the gateway core.
 #[derive(Clone, Debug)]
@@ -28,6 +30,8 @@ pub struct GatewayConfig {
     pub l1_bytes: u64,
     /// Disk cache, when a cache directory is configured.
     pub l2: Option<L2Config>,
+    /// Journaled write-back; `None` makes the mount read-only.
+    pub write: Option<WriteConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -41,6 +45,7 @@ impl Default for GatewayConfig {
             },
             l1_bytes: 1 << 30,
             l2: None,
+            write: None,
         }
     }
 }
@@ -58,22 +63,39 @@ pub struct Opened {
     pub keep_page_cache: bool,
 }
 
-/// The mount's core: resolves names, lists directories and serves reads.
+/// An open file: a reader of one bucket version, or a file that is (or may become) local.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    /// Read-only handle of a bucket object.
+    Bucket(Arc<FileReader>),
+    /// A handle of a file written here, or opened for writing.
+    Local(Arc<crate::write_ops::LocalHandle>),
+}
+
+/// The mount's core: resolves names, lists directories, serves reads and takes writes.
 pub struct Gateway {
-    ns: Namespace,
-    fetcher: Arc<BlockFetcher>,
-    cfg: GatewayConfig,
-    files: Mutex<HashMap<HandleId, Arc<FileReader>>>,
+    pub(crate) ns: Arc<Namespace>,
+    pub(crate) fetcher: Arc<BlockFetcher>,
+    pub(crate) cfg: GatewayConfig,
+    pub(crate) files: Mutex<HashMap<HandleId, Handle>>,
+    pub(crate) store: Arc<dyn BlobStore>,
+    pub(crate) prefix: String,
+    pub(crate) wb: Option<Arc<WriteBack>>,
+    pub(crate) flusher: Option<Arc<Flusher>>,
+    pub(crate) flusher_stop: tokio::sync::watch::Sender<bool>,
+    pub(crate) flusher_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(crate) materialize_lock: tokio::sync::Mutex<()>,
     last_open_version: Mutex<HashMap<Ino, Option<Arc<str>>>>,
     dirs: Mutex<HashMap<HandleId, Arc<DirListing>>>,
-    next_handle: AtomicU64,
-    metrics: Arc<Metrics>,
+    pub(crate) next_handle: AtomicU64,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Gateway {
     /// A gateway over `store` showing keys under `prefix`; `store_id` names the bucket in cache
-    /// keys. Opens the disk cache when configured (fails if another cairn holds it). Must be
-    /// called inside a tokio runtime.
+    /// keys. Opens the disk cache when configured (fails if another cairn holds it) and the
+    /// write journal (replaying it; the flusher resumes pending uploads). Must be called inside
+    /// a tokio runtime.
     pub fn new(
         store: Arc<dyn BlobStore>,
         store_id: &str,
@@ -94,11 +116,45 @@ impl Gateway {
             Arc::from(store_id),
             metrics.clone(),
         );
+        let wb = match &cfg.write {
+            Some(w) => Some(WriteBack::open(w.clone())?),
+            None => None,
+        };
+        let ns = Arc::new(Namespace::new(
+            store.clone(),
+            prefix.clone(),
+            cfg.namespace,
+            metrics.clone(),
+            wb.clone(),
+        ));
+        let (flusher_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let flusher = wb.as_ref().map(|wb| {
+            let ns = ns.clone();
+            Flusher::new(
+                wb.clone(),
+                store.clone(),
+                prefix.clone(),
+                Arc::new(
+                    move |path: &str, info: Option<&crate::store::ObjectInfo>| match info {
+                        Some(i) => ns.uploaded(path, i),
+                        None => ns.invalidate(path),
+                    },
+                ),
+            )
+        });
+        let flusher_task = flusher.clone().map(|f| tokio::spawn(f.run(stop_rx)));
         Ok(Arc::new(Self {
-            ns: Namespace::new(store, prefix, cfg.namespace, metrics.clone()),
+            ns,
             fetcher,
             cfg,
             files: Mutex::new(HashMap::new()),
+            store,
+            prefix,
+            wb,
+            flusher,
+            flusher_stop,
+            flusher_task: Mutex::new(flusher_task),
+            materialize_lock: tokio::sync::Mutex::new(()),
             last_open_version: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -141,8 +197,40 @@ impl Gateway {
         self.ns.getattr(ino).await
     }
 
-    /// Opens a file for reading; the version seen now is the one every read of the handle gets.
-    pub async fn open(&self, ino: Ino) -> FsResult<Opened> {
+    /// Opens a file. A read-only open of a bucket object pins the version seen now for every
+    /// read of the handle; a file written here (or opened for writing) gets a local handle.
+    pub async fn open(&self, ino: Ino, write: bool, truncate: bool) -> FsResult<Opened> {
+        if let Some(opened) = self.open_local(ino, write, truncate).await? {
+            return Ok(opened);
+        }
+        let reader = self.bucket_reader(ino).await?;
+        let keep_page_cache = reader.1;
+        let fh = self.new_handle(Handle::Bucket(reader.0));
+        Ok(Opened {
+            fh,
+            keep_page_cache,
+        })
+    }
+
+    pub(crate) fn new_handle(&self, h: Handle) -> HandleId {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.files.lock().unwrap().insert(fh, h);
+        self.metrics.open_files.inc();
+        fh
+    }
+
+    pub(crate) fn handle(&self, fh: HandleId) -> FsResult<Handle> {
+        self.files
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
+    }
+
+    /// A reader of the bucket version of `ino` as seen now, and whether the kernel's page cache
+    /// of the previous open is still valid.
+    pub(crate) async fn bucket_reader(&self, ino: Ino) -> FsResult<(Arc<FileReader>, bool)> {
         let (key, attr) = self.ns.open_file(ino).await?;
         let (keep_page_cache, changed) = {
             let mut last = self.last_open_version.lock().unwrap();
@@ -172,31 +260,25 @@ impl Gateway {
             obj,
             self.cfg.readahead,
         ));
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        self.files.lock().unwrap().insert(fh, reader);
-        self.metrics.open_files.inc();
-        Ok(Opened {
-            fh,
-            keep_page_cache,
-        })
+        Ok((reader, keep_page_cache))
     }
 
     /// Reads from an open handle.
     pub async fn read(&self, fh: HandleId, offset: u64, len: u32) -> FsResult<Bytes> {
-        let reader = self
-            .files
-            .lock()
-            .unwrap()
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::BadHandle)?;
-        reader.read(offset, len as u64).await
+        match self.handle(fh)? {
+            Handle::Bucket(reader) => reader.read(offset, len as u64).await,
+            Handle::Local(h) => self.read_local(&h, offset, len as u64).await,
+        }
     }
 
     /// Closes a file handle.
     pub fn release(&self, fh: HandleId) {
-        if self.files.lock().unwrap().remove(&fh).is_some() {
+        let h = self.files.lock().unwrap().remove(&fh);
+        if let Some(h) = h {
             self.metrics.open_files.dec();
+            if let Handle::Local(h) = h {
+                self.release_local(&h);
+            }
         }
     }
 
@@ -238,6 +320,31 @@ impl Gateway {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// True when the mount takes writes.
+    pub fn writable(&self) -> bool {
+        self.wb.is_some()
+    }
+
+    /// The write-back path, when the mount takes writes.
+    pub fn write_back(&self) -> Option<&Arc<WriteBack>> {
+        self.wb.as_ref()
+    }
+
+    /// Uploads everything pending and stops the flusher; gives up after `timeout` (the data
+    /// stays in the journal and is uploaded at the next start).
+    pub async fn shutdown(&self, timeout: Duration) -> Result<(), String> {
+        let result = match &self.wb {
+            Some(wb) => wb.flush_all(timeout, |_, _| {}).await,
+            None => Ok(()),
+        };
+        let _ = self.flusher_stop.send(true);
+        let task = self.flusher_task.lock().unwrap().take();
+        if let Some(t) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        result
     }
 
     /// Metadata TTL the kernel may cache attributes and entries for.

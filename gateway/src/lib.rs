@@ -8,3 +8,5 @@ pub mod namespace;
 pub mod read;
 pub mod stats;
 pub mod store;
+pub mod write;
+pub mod write_ops;

@@ -17,6 +17,8 @@ pub use names::{check_name, join, NameProblem, MAX_NAME_BYTES};
 use crate::error::{FsError, FsResult};
 use crate::metrics::Metrics;
 use crate::store::{BlobStore, ObjectInfo, StoreError};
+use crate::write::state::is_within;
+use crate::write::{LocalAttr, LocalEntry, WriteBack};
 
 /// Inode number.
 pub type Ino = u64;
@@ -43,8 +45,10 @@ pub struct NodeAttr {
     pub size: u64,
     /// Modification time (object's Last-Modified; mount time for directories).
     pub mtime: SystemTime,
-    /// ETag of the object version these attributes describe.
+    /// ETag of the object version these attributes describe (`None` for local files).
     pub etag: Option<Arc<str>>,
+    /// Permission bits where known (files written here); `None` shows the mount's defaults.
+    pub perm: Option<u16>,
 }
 
 /// One entry of a directory listing.
@@ -75,8 +79,15 @@ impl DirListing {
 struct Inode {
     kind: NodeKind,
     /// Path relative to the mount root, no leading or trailing `/`; empty for the root.
-    path: Arc<str>,
+    /// Changes only when a rename moves the node.
+    path: Mutex<Arc<str>>,
     state: Mutex<InodeState>,
+}
+
+impl Inode {
+    fn path(&self) -> Arc<str> {
+        self.path.lock().unwrap().clone()
+    }
 }
 
 struct InodeState {
@@ -120,6 +131,8 @@ pub struct Namespace {
     negative: Mutex<HashMap<(Ino, String), Instant>>,
     warned_keys: Mutex<HashSet<String>>,
     metrics: Arc<Metrics>,
+    /// Local changes not yet (or just) in the bucket; they take precedence over it.
+    wb: Option<Arc<WriteBack>>,
 }
 
 impl Namespace {
@@ -129,11 +142,12 @@ impl Namespace {
         prefix: String,
         cfg: NamespaceConfig,
         metrics: Arc<Metrics>,
+        wb: Option<Arc<WriteBack>>,
     ) -> Self {
         let now = SystemTime::now();
         let root = Arc::new(Inode {
             kind: NodeKind::Dir,
-            path: Arc::from(""),
+            path: Mutex::new(Arc::from("")),
             state: Mutex::new(InodeState {
                 size: 0,
                 mtime: now,
@@ -157,6 +171,7 @@ impl Namespace {
             negative: Mutex::new(HashMap::new()),
             warned_keys: Mutex::new(HashSet::new()),
             metrics,
+            wb,
         }
     }
 
@@ -181,7 +196,7 @@ impl Namespace {
 
     /// Relative path of an inode (for logs and keys).
     pub fn path_of(&self, ino: Ino) -> FsResult<Arc<str>> {
-        Ok(self.inode(ino)?.path.clone())
+        Ok(self.inode(ino)?.path())
     }
 
     fn inode(&self, ino: Ino) -> FsResult<Arc<Inode>> {
@@ -201,6 +216,7 @@ impl Namespace {
             size: st.size,
             mtime: st.mtime,
             etag: st.etag.clone(),
+            perm: None,
         }
     }
 
@@ -214,7 +230,7 @@ impl Namespace {
                 let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
                 let node = Arc::new(Inode {
                     kind,
-                    path: key.0.clone(),
+                    path: Mutex::new(key.0.clone()),
                     state: Mutex::new(InodeState {
                         size: 0,
                         mtime: self.mount_time,
@@ -264,6 +280,20 @@ impl Namespace {
             Err(NameProblem::TooLong) => return Err(FsError::NameTooLong),
             Err(_) => return Err(FsError::NotFound),
         }
+        let path = join(&dir.path(), name);
+        if let Some(wb) = &self.wb {
+            match wb.entry(&path) {
+                Some(LocalEntry::File(a)) => return Ok(self.intern_local(&path, &a)),
+                Some(LocalEntry::Dir) => return Ok(self.intern(&path, NodeKind::Dir, None)),
+                Some(LocalEntry::Gone) if !wb.has_local_children(&path) => {
+                    return Err(FsError::NotFound)
+                }
+                _ if wb.has_local_children(&path) => {
+                    return Ok(self.intern(&path, NodeKind::Dir, None))
+                }
+                _ => {}
+            }
+        }
         if let Some(listing) = self.fresh_listing(parent) {
             self.metrics.lookup_from_listing.inc();
             return listing
@@ -278,7 +308,6 @@ impl Namespace {
                 return Err(FsError::NotFound);
             }
         }
-        let path = join(&dir.path, name);
         let file_key = self.file_key(&path);
         let dir_prefix = self.dir_prefix(&path);
         let (head, list) = tokio::join!(
@@ -318,29 +347,92 @@ impl Namespace {
     /// Attributes of `ino`, revalidating a file with HEAD once its TTL has passed.
     pub async fn getattr(&self, ino: Ino) -> FsResult<NodeAttr> {
         let node = self.inode(ino)?;
+        if let (NodeKind::File, Some(wb)) = (node.kind, &self.wb) {
+            let path = node.path();
+            if let Some(LocalEntry::File(a)) = wb.entry(&path) {
+                return Ok(self.intern_local(&path, &a));
+            }
+        }
         let stale = node.state.lock().unwrap().validated.elapsed() >= self.cfg.metadata_ttl;
         if node.kind == NodeKind::File && stale {
-            let key = self.file_key(&node.path);
+            let key = self.file_key(&node.path());
             let info = self
                 .store
                 .head(&key)
                 .await
                 .map_err(|e| FsError::from_store(e, &key))?;
-            return Ok(self.intern(&node.path, NodeKind::File, Some(&info)));
+            return Ok(self.intern(&node.path(), NodeKind::File, Some(&info)));
         }
         Ok(self.attr_of(ino, &node))
     }
 
-    /// The children of directory `ino`: a cached snapshot while fresh, else a full listing.
+    /// The children of directory `ino` (bucket listing merged with local changes): a cached
+    /// snapshot while fresh, else a full listing.
     pub async fn list_dir(&self, ino: Ino) -> FsResult<Arc<DirListing>> {
         let dir = self.inode(ino)?;
         if dir.kind != NodeKind::Dir {
             return Err(FsError::NotDir);
         }
-        if let Some(l) = self.fresh_listing(ino) {
-            return Ok(l);
+        let base = match self.fresh_listing(ino) {
+            Some(l) => l,
+            None => self.list_bucket_dir(ino, &dir).await?,
+        };
+        Ok(self.merge_local(&dir.path(), base))
+    }
+
+    /// Applies local changes (files written here, removals, new directories) to a listing.
+    fn merge_local(&self, dir_path: &str, base: Arc<DirListing>) -> Arc<DirListing> {
+        let Some(wb) = &self.wb else {
+            return base;
+        };
+        let local = wb.children(dir_path);
+        if local.is_empty() {
+            return base;
         }
-        let prefix = self.dir_prefix(&dir.path);
+        let mut entries: std::collections::BTreeMap<String, DirEntry> = base
+            .entries
+            .iter()
+            .map(|e| (e.name.clone(), e.clone()))
+            .collect();
+        for (name, e) in local {
+            let path = join(dir_path, &name);
+            match e {
+                LocalEntry::File(a) => {
+                    let attr = self.intern_local(&path, &a);
+                    entries.insert(name.clone(), DirEntry { name, attr });
+                }
+                LocalEntry::Dir => {
+                    let attr = self.intern(&path, NodeKind::Dir, None);
+                    entries
+                        .entry(name.clone())
+                        .or_insert(DirEntry { name, attr });
+                }
+                LocalEntry::Gone => {
+                    if wb.has_local_children(&path) {
+                        let attr = self.intern(&path, NodeKind::Dir, None);
+                        entries.insert(name.clone(), DirEntry { name, attr });
+                    } else {
+                        entries.remove(&name);
+                    }
+                }
+            }
+        }
+        let entries: Vec<DirEntry> = entries.into_values().collect();
+        let by_name = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        Arc::new(DirListing {
+            entries,
+            by_name,
+            fetched: base.fetched,
+        })
+    }
+
+    async fn list_bucket_dir(&self, ino: Ino, dir: &Inode) -> FsResult<Arc<DirListing>> {
+        let dir_path = dir.path();
+        let prefix = self.dir_prefix(&dir_path);
         let mut files: Vec<ObjectInfo> = Vec::new();
         let mut dirs: Vec<String> = Vec::new();
         let mut token = None;
@@ -367,7 +459,7 @@ impl Namespace {
                 self.warn_key(&p, &why.to_string());
                 continue;
             }
-            let attr = self.intern(&join(&dir.path, name), NodeKind::Dir, None);
+            let attr = self.intern(&join(&dir_path, name), NodeKind::Dir, None);
             dir_names.insert(name.to_string());
             entries.push(DirEntry {
                 name: name.to_string(),
@@ -393,7 +485,7 @@ impl Namespace {
                 );
                 continue;
             }
-            let attr = self.intern(&join(&dir.path, name), NodeKind::File, Some(&o));
+            let attr = self.intern(&join(&dir_path, name), NodeKind::File, Some(&o));
             entries.push(DirEntry {
                 name: name.to_string(),
                 attr,
@@ -422,7 +514,96 @@ impl Namespace {
             return Err(FsError::IsDir);
         }
         let attr = self.getattr(ino).await?;
-        Ok((Arc::from(self.file_key(&node.path).as_str()), attr))
+        Ok((Arc::from(self.file_key(&node.path()).as_str()), attr))
+    }
+
+    /// Attributes of a file written here, under its (stable) inode.
+    pub fn intern_local(&self, path: &str, a: &LocalAttr) -> NodeAttr {
+        let mut attr = self.intern(path, NodeKind::File, None);
+        attr.size = a.size;
+        attr.mtime = a.mtime;
+        attr.etag = None;
+        attr.perm = Some((a.mode & 0o7777) as u16);
+        attr
+    }
+
+    /// The inode of a directory at `path`, created on first sight.
+    pub fn intern_dir(&self, path: &str) -> NodeAttr {
+        self.intern(path, NodeKind::Dir, None)
+    }
+
+    /// Forgets cached knowledge about `path`: its parent's listing, a negative entry for it,
+    /// and the freshness of its own attributes.
+    pub fn invalidate(&self, path: &str) {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let by_path = self.by_path.lock().unwrap();
+        if let Some(&pino) = by_path.get(&(Arc::<str>::from(parent), NodeKind::Dir)) {
+            self.listings.lock().unwrap().remove(&pino);
+            self.negative
+                .lock()
+                .unwrap()
+                .remove(&(pino, name.to_string()));
+        }
+        for kind in [NodeKind::File, NodeKind::Dir] {
+            if let Some(&ino) = by_path.get(&(Arc::<str>::from(path), kind)) {
+                self.listings.lock().unwrap().remove(&ino);
+                if let Some(node) = self.inodes.lock().unwrap().get(&ino) {
+                    let mut st = node.state.lock().unwrap();
+                    let stale = self.cfg.metadata_ttl + Duration::from_secs(1);
+                    st.validated = Instant::now().checked_sub(stale).unwrap_or(st.validated);
+                }
+            }
+        }
+    }
+
+    /// Records an object this mount just wrote at `path`.
+    pub fn uploaded(&self, path: &str, info: &ObjectInfo) {
+        self.intern(path, NodeKind::File, Some(info));
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if let Some(&pino) = self
+            .by_path
+            .lock()
+            .unwrap()
+            .get(&(Arc::<str>::from(parent), NodeKind::Dir))
+        {
+            self.listings.lock().unwrap().remove(&pino);
+            self.negative
+                .lock()
+                .unwrap()
+                .remove(&(pino, name.to_string()));
+        }
+    }
+
+    /// Moves inode numbers at and under `from` to `to` (a rename keeps inode numbers); nodes
+    /// that were at the destination are dropped from the path index.
+    pub fn rename_paths(&self, from: &str, to: &str) {
+        let mut by_path = self.by_path.lock().unwrap();
+        let inodes = self.inodes.lock().unwrap();
+        let dest: Vec<(Arc<str>, NodeKind)> = by_path
+            .keys()
+            .filter(|(p, _)| is_within(p, to))
+            .cloned()
+            .collect();
+        for k in dest {
+            by_path.remove(&k);
+        }
+        let moving: Vec<((Arc<str>, NodeKind), Ino)> = by_path
+            .iter()
+            .filter(|((p, _), _)| is_within(p, from))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for ((p, kind), ino) in moving {
+            by_path.remove(&(p.clone(), kind));
+            let np: Arc<str> = Arc::from(format!("{to}{}", &p[from.len()..]).as_str());
+            if let Some(node) = inodes.get(&ino) {
+                *node.path.lock().unwrap() = np.clone();
+            }
+            by_path.insert((np, kind), ino);
+        }
+        drop(inodes);
+        drop(by_path);
+        self.listings.lock().unwrap().clear();
+        self.negative.lock().unwrap().clear();
     }
 
     /// Number of inodes handed out (for stats).

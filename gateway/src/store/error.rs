@@ -21,7 +21,10 @@ pub enum StoreError {
     /// A key that the store cannot represent.
     #[error("invalid key: {0}")]
     InvalidKey(String),
-    /// Anything else (bad configuration, unsupported operation, ...).
+    /// The backend does not offer this operation or option (e.g. If-Match on a local directory).
+    #[error("not supported by this store: {0}")]
+    Unsupported(String),
+    /// Anything else (bad configuration, ...).
     #[error("{0}")]
     Other(String),
 }
@@ -70,7 +73,7 @@ impl From<object_store::Error> for StoreError {
             }
             E::Unauthenticated { .. } | E::PermissionDenied { .. } => StoreError::Auth(msg),
             E::InvalidPath { .. } => StoreError::InvalidKey(msg),
-            E::NotSupported { .. } | E::NotImplemented { .. } => StoreError::Other(msg),
+            E::NotSupported { .. } | E::NotImplemented { .. } => StoreError::Unsupported(msg),
             ref other => match http_status(other) {
                 Some(429) | Some(503) => StoreError::Throttled(msg),
                 Some(401) | Some(403) => StoreError::Auth(msg),

@@ -111,6 +111,18 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// Server-side copy of `from` to `to`.
     async fn copy(&self, from: &str, to: &str) -> StoreResult<()>;
 
+    /// Writes the empty marker object of a directory (`key` ends in `/`), so an empty
+    /// directory shows in listings. Backends that cannot hold such keys say
+    /// [`StoreError::Unsupported`]; empty directories then live only on this mount.
+    async fn put_dir_marker(&self, key: &str) -> StoreResult<()> {
+        Err(StoreError::Unsupported(format!("directory marker {key}")))
+    }
+
+    /// Deletes a directory marker object (a missing one is not an error).
+    async fn delete_dir_marker(&self, key: &str) -> StoreResult<()> {
+        Err(StoreError::Unsupported(format!("directory marker {key}")))
+    }
+
     /// A short human description (`s3://bucket at http://...`) for logs and errors.
     fn describe(&self) -> String;
 }

@@ -420,9 +420,62 @@ impl BlobStore for ObjectStoreBlob {
         Ok(self.store.copy(&path(from)?, &path(to)?).await?)
     }
 
+    async fn put_dir_marker(&self, key: &str) -> StoreResult<()> {
+        if let Some(l) = &self.s3_lister {
+            return l.raw(http::Method::PUT, key).await;
+        }
+        if let Some(root) = &self.local_root {
+            let dir = local_dir(root, key)?;
+            return tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| StoreError::Other(format!("mkdir {}: {e}", dir.display())));
+        }
+        Err(StoreError::Unsupported(format!(
+            "directory marker {key} on {}",
+            self.description
+        )))
+    }
+
+    async fn delete_dir_marker(&self, key: &str) -> StoreResult<()> {
+        if let Some(l) = &self.s3_lister {
+            return l.raw(http::Method::DELETE, key).await;
+        }
+        if let Some(root) = &self.local_root {
+            let dir = local_dir(root, key)?;
+            return match tokio::fs::remove_dir(&dir).await {
+                Ok(()) => Ok(()),
+                // Gone already, or it still holds objects (the directory then stays implied).
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(libc::ENOTEMPTY) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(StoreError::Other(format!("rmdir {}: {e}", dir.display()))),
+            };
+        }
+        Err(StoreError::Unsupported(format!(
+            "directory marker {key} on {}",
+            self.description
+        )))
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }
+}
+
+/// The directory a marker key names under a local root (refusing `..` and absolute parts).
+fn local_dir(root: &std::path::Path, key: &str) -> StoreResult<std::path::PathBuf> {
+    let rel = key.trim_end_matches('/');
+    if rel.is_empty()
+        || rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(StoreError::InvalidKey(key.to_string()));
+    }
+    Ok(root.join(rel))
 }
 
 struct ObjectStoreMultipart {

@@ -136,6 +136,20 @@ impl<S: BlobStore> BlobStore for RetryingStore<S> {
         self.policy.run("delete", || self.inner.delete(key)).await
     }
 
+    async fn put_dir_marker(&self, key: &str) -> StoreResult<()> {
+        self.policy
+            .run("put directory marker", || self.inner.put_dir_marker(key))
+            .await
+    }
+
+    async fn delete_dir_marker(&self, key: &str) -> StoreResult<()> {
+        self.policy
+            .run("delete directory marker", || {
+                self.inner.delete_dir_marker(key)
+            })
+            .await
+    }
+
     async fn copy(&self, from: &str, to: &str) -> StoreResult<()> {
         self.policy.run("copy", || self.inner.copy(from, to)).await
     }

@@ -147,6 +147,54 @@ impl S3Lister {
     }
 }
 
+/// RFC 3986 encoding of a key in a URL path: everything but unreserved characters and `/`.
+const KEY_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+impl S3Lister {
+    /// A signed body-less request on one raw key (directory markers, whose trailing `/`
+    /// `object_store` paths cannot carry): PUT writes an empty object, DELETE removes it.
+    pub(crate) async fn raw(&self, method: http::Method, key: &str) -> StoreResult<()> {
+        let uri = format!(
+            "{}/{}",
+            self.base.trim_end_matches('/'),
+            percent_encoding::utf8_percent_encode(key, KEY_ENCODE)
+        );
+        let cred = self.s3.credentials().get_credential().await?;
+        let mut req = http::Request::builder()
+            .method(method.clone())
+            .uri(&uri)
+            .header(http::header::CONTENT_LENGTH, "0")
+            .body(HttpRequestBody::empty())
+            .map_err(|e| StoreError::Other(format!("cannot build {method} request: {e}")))?;
+        AwsAuthorizer::new(&cred, "s3", &self.region)
+            .try_authorize(&mut req, None)
+            .map_err(StoreError::from)?;
+        let resp = self.client.execute(req).await.map_err(|e| {
+            StoreError::Transient(format!("{method} {key:?}: {}", super::error::chain(&e)))
+        })?;
+        let status = resp.status();
+        if status.is_success() || (method == http::Method::DELETE && status.as_u16() == 404) {
+            return Ok(());
+        }
+        let body: Bytes = resp.into_body().bytes().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
+        let code = xml_tag(&text, "Code").unwrap_or_default();
+        let msg = format!("{method} {key:?} in {}: HTTP {status} {code}", self.base);
+        Err(match status.as_u16() {
+            404 => StoreError::NotFound(msg),
+            401 | 403 => StoreError::Auth(msg),
+            429 | 503 => StoreError::Throttled(msg),
+            s if s >= 500 => StoreError::Transient(msg),
+            _ => StoreError::Other(msg),
+        })
+    }
+}
+
 fn xml_tag(text: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
     let start = text.find(&open)? + open.len();

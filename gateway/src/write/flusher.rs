@@ -1,0 +1,594 @@
+//! The flusher: turns the write state into bucket changes, in the background.
+//!
+//! Each round it finishes interrupted bucket renames, applies pending deletes and directory
+//! markers, uploads files that have been quiet for `flush_delay` (or everything, when a flush
+//! is forced), records each success in the journal, drops settled files and reclaims journal
+//! segments nothing needs any more. Failures are retried with backoff; the data stays in the
+//! journal meanwhile.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::extents::{ExtentMap, Piece};
+use super::records::{FileId, Meta, UploadCondition};
+use super::state::PathState;
+use super::WriteBack;
+use crate::store::{BlobStore, ObjectInfo, PutCondition, StoreError};
+
+/// Told about every path whose bucket state the flusher changed (to refresh metadata caches):
+/// the path and, for an upload, the new object.
+pub type ChangeHook = Arc<dyn Fn(&str, Option<&ObjectInfo>) + Send + Sync>;
+
+/// One unit of bucket work.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Work {
+    Rename(u64),
+    Path(String),
+    File(FileId),
+}
+
+struct Backoff {
+    attempts: u32,
+    not_before: Instant,
+}
+
+/// The background uploader of one mount.
+pub struct Flusher {
+    wb: Arc<WriteBack>,
+    store: Arc<dyn BlobStore>,
+    prefix: String,
+    on_change: ChangeHook,
+    changed_at: std::sync::Mutex<HashMap<FileId, Instant>>,
+    backoff: std::sync::Mutex<HashMap<Work, Backoff>>,
+    last_checkpoint: std::sync::Mutex<Instant>,
+}
+
+/// Outcome of one item.
+enum Done {
+    Ok,
+    Retry(StoreError),
+}
+
+impl Flusher {
+    /// A flusher writing `wb`'s changes to `store` under `prefix`.
+    pub fn new(
+        wb: Arc<WriteBack>,
+        store: Arc<dyn BlobStore>,
+        prefix: String,
+        on_change: ChangeHook,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            wb,
+            store,
+            prefix,
+            on_change,
+            changed_at: std::sync::Mutex::new(HashMap::new()),
+            backoff: std::sync::Mutex::new(HashMap::new()),
+            last_checkpoint: std::sync::Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Notes that file `fid` just changed (restarts its quiet period).
+    pub fn touched(&self, fid: FileId) {
+        self.changed_at.lock().unwrap().insert(fid, Instant::now());
+        self.wb.wake.notify_one();
+    }
+
+    /// Runs rounds until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let wait = self.round().await;
+            self.wb.progress.notify_waiters();
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = self.wb.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// One pass over the pending work; returns how long until something becomes due.
+    pub async fn round(&self) -> Duration {
+        let forced = self.wb.force_gen.swap(0, Ordering::Relaxed) > 0;
+        let now = Instant::now();
+        let delay = self.wb.config().flush_delay;
+        let mut next = Duration::from_secs(1);
+        let (renames, paths, files) = self.wb.with_state(|st| {
+            let renames: Vec<u64> = st.renames.keys().copied().collect();
+            let paths: Vec<String> = st
+                .paths
+                .iter()
+                .filter(|(_, s)| !matches!(s, PathState::File(_)))
+                .map(|(p, _)| p.clone())
+                .collect();
+            let files: Vec<FileId> = st
+                .files
+                .values()
+                .filter(|f| f.is_dirty())
+                .map(|f| f.fid)
+                .collect();
+            (renames, paths, files)
+        });
+        let due = |w: &Work| -> bool {
+            match self.backoff.lock().unwrap().get(w) {
+                Some(b) if b.not_before > now && !forced => false,
+                _ => true,
+            }
+        };
+        for id in renames {
+            let w = Work::Rename(id);
+            if due(&w) {
+                let r = self.finish_rename(id).await;
+                self.settle(w, r);
+            }
+        }
+        let conc = self.wb.config().upload_concurrency.max(1);
+        let path_work: Vec<Work> = paths
+            .into_iter()
+            .map(Work::Path)
+            .filter(|w| due(w))
+            .collect();
+        let results: Vec<(Work, Done)> = futures::stream::iter(path_work)
+            .map(|w| async move {
+                let Work::Path(p) = &w else { unreachable!() };
+                let r = self.sync_path(p).await;
+                (w, r)
+            })
+            .buffer_unordered(conc * 2)
+            .collect()
+            .await;
+        for (w, r) in results {
+            self.settle(w, r);
+        }
+        let mut file_work = Vec::new();
+        {
+            let changed = self.changed_at.lock().unwrap();
+            for fid in files {
+                let quiet = changed.get(&fid).map(|t| now.saturating_duration_since(*t));
+                let ready = forced || quiet.is_none_or(|q| q >= delay);
+                if !ready {
+                    next = next.min(delay - quiet.unwrap_or_default());
+                    continue;
+                }
+                let w = Work::File(fid);
+                if due(&w) {
+                    file_work.push(w);
+                }
+            }
+        }
+        let results: Vec<(Work, Done)> = futures::stream::iter(file_work)
+            .map(|w| async move {
+                let Work::File(fid) = w else { unreachable!() };
+                let r = self.upload(fid).await;
+                (w, r)
+            })
+            .buffer_unordered(conc)
+            .collect()
+            .await;
+        for (w, r) in results {
+            self.settle(w, r);
+        }
+        self.wb.drop_settled();
+        self.changed_at
+            .lock()
+            .unwrap()
+            .retain(|fid, _| self.wb.with_state(|st| st.files.contains_key(fid)));
+        if let Err(e) = self.reclaim().await {
+            tracing::warn!("journal space reclamation failed (will retry): {e}");
+        }
+        let soonest = self
+            .backoff
+            .lock()
+            .unwrap()
+            .values()
+            .map(|b| b.not_before.saturating_duration_since(Instant::now()))
+            .min();
+        next.min(soonest.unwrap_or(next))
+            .max(Duration::from_millis(20))
+    }
+
+    fn settle(&self, w: Work, r: Done) {
+        let mut backoff = self.backoff.lock().unwrap();
+        match r {
+            Done::Ok => {
+                backoff.remove(&w);
+            }
+            Done::Retry(e) => {
+                let b = backoff.entry(w.clone()).or_insert(Backoff {
+                    attempts: 0,
+                    not_before: Instant::now(),
+                });
+                b.attempts += 1;
+                let secs = (1u64 << b.attempts.min(6)).min(60);
+                b.not_before = Instant::now() + Duration::from_secs(secs);
+                self.wb
+                    .stats()
+                    .upload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                let what = match &w {
+                    Work::Rename(id) => format!("rename #{id}"),
+                    Work::Path(p) => format!("/{p}"),
+                    Work::File(fid) => format!("file #{fid}"),
+                };
+                let hint = if matches!(e, StoreError::Auth(_)) {
+                    " (the credentials may lack write permission; the data stays in the journal)"
+                } else {
+                    ""
+                };
+                if b.attempts == 1 || b.attempts % 10 == 0 {
+                    tracing::warn!(
+                        attempts = b.attempts,
+                        retry_in_s = secs,
+                        "could not write {what} to the bucket: {e}{hint}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn key(&self, path: &str) -> String {
+        format!("{}{}", self.prefix, path)
+    }
+
+    async fn finish_rename(&self, id: u64) -> Done {
+        let Some(r) = self.wb.with_state(|st| st.renames.get(&id).cloned()) else {
+            return Done::Ok;
+        };
+        let _g = self.wb.bucket_lock.write().await;
+        if let Err(e) = bucket_rename(&*self.store, &self.prefix, &r.from, &r.to, r.dir).await {
+            return Done::Retry(e);
+        }
+        if let Err(e) = self.wb.record(Meta::BucketRenameDone { id }) {
+            return Done::Retry(StoreError::Other(e.to_string()));
+        }
+        (self.on_change)(&r.from, None);
+        (self.on_change)(&r.to, None);
+        Done::Ok
+    }
+
+    async fn sync_path(&self, path: &str) -> Done {
+        let _g = self.wb.bucket_lock.read().await;
+        let Some(state) = self.wb.with_state(|st| st.paths.get(path).cloned()) else {
+            return Done::Ok;
+        };
+        let (lsn, result) = match state {
+            PathState::File(_) => return Done::Ok,
+            PathState::Deleted { lsn } => (lsn, self.store.delete(&self.key(path)).await),
+            PathState::DirDeleted { lsn } => (
+                lsn,
+                self.store
+                    .delete_dir_marker(&format!("{}/", self.key(path)))
+                    .await,
+            ),
+            PathState::Dir { lsn } => (
+                lsn,
+                self.store
+                    .put_dir_marker(&format!("{}/", self.key(path)))
+                    .await,
+            ),
+        };
+        match result {
+            Ok(()) => {}
+            // No markers on this backend: the directory exists only while it has files.
+            Err(StoreError::Unsupported(_)) => {}
+            Err(e) => return Done::Retry(e),
+        }
+        if let Err(e) = self.wb.record(Meta::PathSynced {
+            path: path.to_string(),
+            upto_lsn: lsn,
+        }) {
+            return Done::Retry(StoreError::Other(e.to_string()));
+        }
+        (self.on_change)(path, None);
+        Done::Ok
+    }
+
+    /// Uploads file `fid` as it is now (a snapshot: later writes make it dirty again).
+    async fn upload(&self, fid: FileId) -> Done {
+        let _g = self.wb.bucket_lock.read().await;
+        let snap = self.wb.with_state(|st| {
+            let f = st.files.get(&fid)?;
+            if !f.is_dirty() {
+                return None;
+            }
+            Some((
+                f.path.clone()?,
+                f.size,
+                f.extents.clone(),
+                f.cond.clone(),
+                f.changed_lsn,
+            ))
+        });
+        let Some((path, size, extents, cond, lsn)) = snap else {
+            return Done::Ok;
+        };
+        let key = self.key(&path);
+        let put_cond = match &cond {
+            UploadCondition::Any => PutCondition::None,
+            UploadCondition::Absent => PutCondition::IfNoneMatch,
+            UploadCondition::Unchanged(e) => PutCondition::IfMatch(e.clone()),
+        };
+        let result = self.put_snapshot(&key, &extents, size, put_cond).await;
+        let info = match result {
+            Ok(info) => info,
+            Err(StoreError::Precondition(m)) => {
+                return self.conflict(fid, &path, &extents, size, &m).await
+            }
+            Err(e) => return Done::Retry(e),
+        };
+        self.wb
+            .stats()
+            .bytes_uploaded
+            .fetch_add(size, Ordering::Relaxed);
+        self.wb.stats().uploads.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.wb.record(Meta::Uploaded {
+            fid,
+            upto_lsn: lsn,
+            key: path.clone(),
+            etag: info.etag.clone(),
+            size,
+        }) {
+            return Done::Retry(StoreError::Other(e.to_string()));
+        }
+        (self.on_change)(&path, Some(&info));
+        Done::Ok
+    }
+
+    async fn conflict(
+        &self,
+        fid: FileId,
+        path: &str,
+        extents: &ExtentMap,
+        size: u64,
+        why: &str,
+    ) -> Done {
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let conflict_path = format!("{path}.cairn-conflict-{secs}-{fid}");
+        let key = self.key(&conflict_path);
+        if let Err(e) = self
+            .put_snapshot(&key, extents, size, PutCondition::None)
+            .await
+        {
+            return Done::Retry(e);
+        }
+        tracing::warn!(
+            path,
+            conflict = %conflict_path,
+            "/{path} changed in the bucket since this mount read it; the local version was \
+             stored as /{conflict_path} and the bucket's version is kept ({why})"
+        );
+        self.wb.stats().conflicts.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.wb.record(Meta::Conflict {
+            fid,
+            conflict_key: conflict_path.clone(),
+        }) {
+            return Done::Retry(StoreError::Other(e.to_string()));
+        }
+        (self.on_change)(path, None);
+        (self.on_change)(&conflict_path, None);
+        Done::Ok
+    }
+
+    /// Writes the bytes described by `extents` (holes as zeros) to `key`.
+    async fn put_snapshot(
+        &self,
+        key: &str,
+        extents: &ExtentMap,
+        size: u64,
+        cond: PutCondition,
+    ) -> Result<ObjectInfo, StoreError> {
+        let part = self.wb.config().part_size.max(5 << 20);
+        if size <= part {
+            let body = self.read_snapshot(extents, 0, size).await?;
+            return match self.store.put(key, body.clone(), cond.clone()).await {
+                Err(StoreError::Unsupported(_)) => {
+                    // No conditional writes on this backend: check, then write.
+                    self.check_condition(key, &cond).await?;
+                    self.store.put(key, body, PutCondition::None).await
+                }
+                other => other,
+            };
+        }
+        // Multipart uploads carry no condition here: check first (a race window remains).
+        self.check_condition(key, &cond).await?;
+        let mut up = self.store.put_multipart(key).await?;
+        let mut offset = 0;
+        while offset < size {
+            let n = part.min(size - offset);
+            let body = match self.read_snapshot(extents, offset, n).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = up.abort().await;
+                    return Err(e);
+                }
+            };
+            if let Err(e) = up.put_part(body).await {
+                let _ = up.abort().await;
+                return Err(e);
+            }
+            offset += n;
+        }
+        up.complete().await
+    }
+
+    async fn check_condition(&self, key: &str, cond: &PutCondition) -> Result<(), StoreError> {
+        let found = match self.store.head(key).await {
+            Ok(info) => Some(info),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        match (cond, found) {
+            (PutCondition::None, _) => Ok(()),
+            (PutCondition::IfNoneMatch, None) => Ok(()),
+            (PutCondition::IfNoneMatch, Some(_)) => Err(StoreError::Precondition(format!(
+                "{key} was created by someone else"
+            ))),
+            (PutCondition::IfMatch(e), Some(info)) if info.etag.as_deref() == Some(e.as_str()) => {
+                Ok(())
+            }
+            (PutCondition::IfMatch(_), _) => Err(StoreError::Precondition(format!(
+                "{key} was changed or deleted by someone else"
+            ))),
+        }
+    }
+
+    async fn read_snapshot(
+        &self,
+        extents: &ExtentMap,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, StoreError> {
+        let pieces = extents.pieces(offset, len);
+        let wb = self.wb.clone();
+        tokio::task::spawn_blocking(move || wb.read_pieces(&pieces))
+            .await
+            .map_err(|e| StoreError::Other(format!("journal read task: {e}")))?
+            .map_err(|e| StoreError::Other(format!("journal read: {e}")))
+    }
+
+    /// Writes a checkpoint and deletes journal segments nothing refers to any more.
+    async fn reclaim(&self) -> Result<(), String> {
+        let journal_segments = self.wb.journal().segments();
+        let active = self.wb.journal().active_segment();
+        let old: Vec<u64> = journal_segments
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| *id < active)
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut last = self.last_checkpoint.lock().unwrap();
+            let idle = self.wb.with_state(|st| st.files.is_empty());
+            if last.elapsed() < Duration::from_secs(1) && !idle {
+                return Ok(());
+            }
+            *last = Instant::now();
+        }
+        // State, lsn and active segment read together: appends happen under the state lock.
+        let (lsn, active, bytes, live) = self.wb.with_state(|st| {
+            let live: HashSet<u64> = st
+                .files
+                .values()
+                .flat_map(|f| f.extents.iter().map(|(_, e)| e.loc.segment))
+                .collect();
+            (
+                self.wb.journal().last_lsn(),
+                self.wb.journal().active_segment(),
+                serde_json::to_vec(st).map_err(|e| e.to_string()),
+                live,
+            )
+        });
+        let bytes = bytes?;
+        let wb = self.wb.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let j = wb.journal();
+            j.sync(lsn).map_err(|e| e.to_string())?;
+            j.write_checkpoint(lsn, &bytes).map_err(|e| e.to_string())?;
+            for (id, _) in j.segments() {
+                if id < active && !live.contains(&id) {
+                    j.delete_segment(id).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// Copies every object of `from` (a file, or a directory's whole subtree) to `to` and deletes
+/// the originals. Safe to run again after an interruption: sources already moved are skipped.
+pub async fn bucket_rename(
+    store: &dyn BlobStore,
+    prefix: &str,
+    from: &str,
+    to: &str,
+    dir: bool,
+) -> Result<(), StoreError> {
+    let src = format!("{prefix}{from}");
+    let dst = format!("{prefix}{to}");
+    if !dir {
+        return move_object(store, &src, &dst).await;
+    }
+    let src_dir = format!("{src}/");
+    let dst_dir = format!("{dst}/");
+    let moved_key = |k: &str| format!("{dst_dir}{}", &k[src_dir.len()..]);
+    // Every directory level visited, and whether it needs a marker at the destination: it had
+    // a marker object, or it held nothing at all (an empty directory of a local-dir bucket).
+    let mut levels: Vec<(String, bool)> = Vec::new();
+    let mut prefixes = vec![src_dir.clone()];
+    while let Some(p) = prefixes.pop() {
+        let mut token = None;
+        let mut marker = false;
+        let mut anything = false;
+        loop {
+            let page = store.list(&p, token, None).await?;
+            for o in &page.objects {
+                anything = true;
+                if o.key.ends_with('/') {
+                    marker = true;
+                    continue;
+                }
+                move_object(store, &o.key, &moved_key(&o.key)).await?;
+            }
+            anything |= !page.prefixes.is_empty();
+            prefixes.extend(page.prefixes);
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        levels.push((p, marker || !anything));
+    }
+    for (p, needs_marker) in &levels {
+        if *needs_marker {
+            ignore_unsupported(store.put_dir_marker(&moved_key(p)).await)?;
+        }
+    }
+    // Deepest levels first, so a local directory is empty when it is removed.
+    levels.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    for (p, _) in &levels {
+        ignore_unsupported(store.delete_dir_marker(p).await)?;
+    }
+    Ok(())
+}
+
+fn ignore_unsupported(r: Result<(), StoreError>) -> Result<(), StoreError> {
+    match r {
+        Err(StoreError::Unsupported(_)) => Ok(()),
+        other => other,
+    }
+}
+
+async fn move_object(store: &dyn BlobStore, from: &str, to: &str) -> Result<(), StoreError> {
+    match store.copy(from, to).await {
+        Ok(()) => {}
+        // Already moved by an earlier, interrupted attempt.
+        Err(StoreError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    store.delete(from).await
+}
+
+/// Bytes of `pieces`, holes as zeros.
+pub(crate) fn total_len(pieces: &[Piece]) -> u64 {
+    pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Data { len, .. } | Piece::Hole { len, .. } => *len,
+        })
+        .sum()
+}

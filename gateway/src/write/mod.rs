@@ -1,0 +1,607 @@
+//! Journaled write-back: writes land in a local journal first (durable on fsync) and a
+//! background flusher turns them into plain objects in the bucket.
+//!
+//! - [`records`]: what the journal holds (file data and namespace changes);
+//! - [`extents`]: where each written byte of a file is in the journal;
+//! - [`state`]: the local view those records build, identical live and after a replay;
+//! - [`flusher`]: uploads, deletes and markers, with retries, conflict handling and
+//!   journal space reclamation.
+//!
+//! Files opened for writing are made fully local first (an existing object is copied into the
+//! journal on the first change), so an upload never depends on another object of the bucket.
+
+pub mod extents;
+pub mod flusher;
+pub mod records;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use cairn_journal::{Journal, JournalConfig, JournalError, RecordPos};
+
+use crate::error::{FsError, FsResult};
+use extents::{DataLoc, Piece};
+use records::{FileId, Meta, UploadCondition, KIND_META, KIND_WRITE, WRITE_HEADER};
+use state::{PathState, WriteState};
+
+/// Settings of the write-back path.
+#[derive(Clone, Debug)]
+pub struct WriteConfig {
+    /// Journal directory (on the local cache disk).
+    pub journal_dir: PathBuf,
+    /// Journal segment size; space is reclaimed a segment at a time.
+    pub segment_bytes: u64,
+    /// How long a file stays unchanged before it is uploaded (fsync does not wait for it).
+    pub flush_delay: Duration,
+    /// Bound on bytes written but not yet uploaded; past it writers wait for the flusher.
+    pub max_dirty_bytes: u64,
+    /// Part size of multipart uploads (files larger than one part use multipart).
+    pub part_size: u64,
+    /// Parts (and small files) uploaded at once.
+    pub upload_concurrency: usize,
+}
+
+impl WriteConfig {
+    /// Defaults for a journal in `dir`.
+    pub fn new(journal_dir: PathBuf) -> Self {
+        Self {
+            journal_dir,
+            segment_bytes: 64 << 20,
+            flush_delay: Duration::from_secs(2),
+            max_dirty_bytes: 4 << 30,
+            part_size: 16 << 20,
+            upload_concurrency: 4,
+        }
+    }
+}
+
+/// Attributes of a file written here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalAttr {
+    /// File id.
+    pub fid: FileId,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time.
+    pub mtime: SystemTime,
+}
+
+/// What the write state says about one path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalEntry {
+    /// A file written here.
+    File(LocalAttr),
+    /// A directory created here and not yet in the bucket.
+    Dir,
+    /// Removed here (the bucket may still show it for a while).
+    Gone,
+}
+
+/// Counters of the write-back path.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    /// Bytes accepted from writers.
+    pub bytes_written: AtomicU64,
+    /// Bytes uploaded to the bucket.
+    pub bytes_uploaded: AtomicU64,
+    /// Objects uploaded.
+    pub uploads: AtomicU64,
+    /// Uploads that failed and will be retried.
+    pub upload_failures: AtomicU64,
+    /// Uploads that met a changed object and went to a conflict name.
+    pub conflicts: AtomicU64,
+    /// fsync/fdatasync calls served.
+    pub syncs: AtomicU64,
+    /// Writers that had to wait for the flusher (dirty bound reached).
+    pub throttled_writes: AtomicU64,
+    /// Journal bytes truncated at start (torn tail after a crash).
+    pub replay_truncated_bytes: AtomicU64,
+}
+
+/// The journal plus the state it describes.
+pub struct WriteBack {
+    cfg: WriteConfig,
+    journal: Journal,
+    state: Mutex<WriteState>,
+    /// Open handles per file (runtime only: a restart has none).
+    handles: Mutex<HashMap<FileId, usize>>,
+    /// Wakes the flusher (new work or a forced flush).
+    pub(crate) wake: tokio::sync::Notify,
+    /// Signalled by the flusher after each round (waiting writers and `flush` re-check).
+    pub(crate) progress: tokio::sync::Notify,
+    /// Held shared by each bucket change of the flusher, exclusively by bucket renames.
+    pub(crate) bucket_lock: tokio::sync::RwLock<()>,
+    /// Forced flush requests not yet served (a generation counter).
+    pub(crate) force_gen: AtomicU64,
+    stats: WriteStats,
+}
+
+fn journal_err(e: JournalError) -> FsError {
+    match e {
+        JournalError::NoSpace(_) => FsError::NoSpace,
+        other => FsError::Io(format!("journal: {other}")),
+    }
+}
+
+fn loc_of(pos: &RecordPos, payload_offset: u64) -> DataLoc {
+    DataLoc {
+        segment: pos.segment,
+        record_offset: pos.offset,
+        lsn: pos.lsn,
+        payload_len: pos.len,
+        payload_offset,
+    }
+}
+
+fn pos_of(loc: &DataLoc) -> RecordPos {
+    RecordPos {
+        segment: loc.segment,
+        offset: loc.record_offset,
+        lsn: loc.lsn,
+        len: loc.payload_len,
+    }
+}
+
+/// Nanoseconds since the epoch of `t` (0 before it).
+pub fn to_ns(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl WriteBack {
+    /// Opens the journal and rebuilds the state from its checkpoint and records.
+    pub fn open(cfg: WriteConfig) -> Result<Arc<Self>, String> {
+        std::fs::create_dir_all(&cfg.journal_dir).map_err(|e| {
+            format!(
+                "cannot create journal directory {}: {e}",
+                cfg.journal_dir.display()
+            )
+        })?;
+        let (journal, replay) = Journal::open(JournalConfig {
+            dir: cfg.journal_dir.clone(),
+            segment_bytes: cfg.segment_bytes,
+        })
+        .map_err(|e| format!("journal {}: {e}", cfg.journal_dir.display()))?;
+        let mut state: WriteState = match &replay.checkpoint {
+            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
+                format!(
+                    "journal checkpoint in {} is unreadable: {e}",
+                    cfg.journal_dir.display()
+                )
+            })?,
+            None => WriteState::default(),
+        };
+        for r in &replay.records {
+            match r.kind {
+                KIND_WRITE => {
+                    let (fid, offset) =
+                        records::parse_write_header(&r.payload).ok_or_else(|| {
+                            format!("journal record {} is a short write record", r.pos.lsn)
+                        })?;
+                    let len = (r.payload.len() - WRITE_HEADER) as u64;
+                    state.apply_write(fid, offset, len, loc_of(&r.pos, WRITE_HEADER as u64));
+                }
+                KIND_META => {
+                    let m = records::decode_meta(&r.payload)
+                        .map_err(|e| format!("journal record {}: {e}", r.pos.lsn))?;
+                    state.apply_meta(r.pos.lsn, &m);
+                }
+                k => return Err(format!("journal record {} has unknown kind {k}", r.pos.lsn)),
+            }
+        }
+        let dropped = state.drop_settled(&|_| false);
+        let stats = WriteStats::default();
+        stats
+            .replay_truncated_bytes
+            .store(replay.truncated_tail_bytes, Ordering::Relaxed);
+        if replay.truncated_tail_bytes > 0 {
+            tracing::warn!(
+                bytes = replay.truncated_tail_bytes,
+                "journal tail was torn (crash while writing); cut back to the last complete record"
+            );
+        }
+        let dirty = state.files.values().filter(|f| f.is_dirty()).count();
+        if dirty > 0 || !state.paths.is_empty() || !state.renames.is_empty() {
+            tracing::info!(
+                dirty_files = dirty,
+                pending_paths = state.paths.len(),
+                pending_renames = state.renames.len(),
+                settled_dropped = dropped,
+                "journal replayed: resuming uploads"
+            );
+        }
+        Ok(Arc::new(Self {
+            cfg,
+            journal,
+            state: Mutex::new(state),
+            handles: Mutex::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
+            progress: tokio::sync::Notify::new(),
+            bucket_lock: tokio::sync::RwLock::new(()),
+            force_gen: AtomicU64::new(0),
+            stats,
+        }))
+    }
+
+    /// Settings in force.
+    pub fn config(&self) -> &WriteConfig {
+        &self.cfg
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &WriteStats {
+        &self.stats
+    }
+
+    /// The journal (for the flusher and stats).
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Runs `f` on the state under its lock.
+    pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut WriteState) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    fn append_meta_locked(&self, st: &mut WriteState, m: Meta) -> FsResult<u64> {
+        let payload = records::encode_meta(&m);
+        let pos = self
+            .journal
+            .append(KIND_META, &[&payload])
+            .map_err(journal_err)?;
+        st.apply_meta(pos.lsn, &m);
+        Ok(pos.lsn)
+    }
+
+    /// Journals and applies one namespace or flusher record.
+    pub(crate) fn record(&self, m: Meta) -> FsResult<u64> {
+        let mut st = self.state.lock().unwrap();
+        self.append_meta_locked(&mut st, m)
+    }
+
+    /// What the write state says about `path`, if anything.
+    pub fn entry(&self, path: &str) -> Option<LocalEntry> {
+        let st = self.state.lock().unwrap();
+        Some(match st.paths.get(path)? {
+            PathState::File(fid) => {
+                let f = st.files.get(fid)?;
+                if f.incomplete {
+                    return None;
+                }
+                LocalEntry::File(attr_of(f))
+            }
+            PathState::Dir { .. } => LocalEntry::Dir,
+            PathState::Deleted { .. } | PathState::DirDeleted { .. } => LocalEntry::Gone,
+        })
+    }
+
+    /// Direct children of directory `dir` (`""` is the root) with local state, by name.
+    pub fn children(&self, dir: &str) -> Vec<(String, LocalEntry)> {
+        let st = self.state.lock().unwrap();
+        let mut out = Vec::new();
+        for (p, s) in st.subtree(dir) {
+            let rest = if dir.is_empty() {
+                p.as_str()
+            } else if p.len() > dir.len() {
+                &p[dir.len() + 1..]
+            } else {
+                continue;
+            };
+            if rest.is_empty() || rest.contains('/') {
+                continue;
+            }
+            let e = match s {
+                PathState::File(fid) => match st.files.get(&fid) {
+                    Some(f) if !f.incomplete => LocalEntry::File(attr_of(f)),
+                    _ => continue,
+                },
+                PathState::Dir { .. } => LocalEntry::Dir,
+                _ => LocalEntry::Gone,
+            };
+            out.push((rest.to_string(), e));
+        }
+        out
+    }
+
+    /// True when some local file or directory lives strictly under `dir`.
+    pub fn has_local_children(&self, dir: &str) -> bool {
+        let st = self.state.lock().unwrap();
+        st.subtree(dir)
+            .iter()
+            .any(|(p, s)| p != dir && matches!(s, PathState::File(_) | PathState::Dir { .. }))
+    }
+
+    /// Creates an empty local file at `path`; an `incomplete` one stays hidden and is never
+    /// uploaded until [`Self::complete`].
+    pub fn create(
+        &self,
+        path: &str,
+        cond: UploadCondition,
+        mode: u32,
+        incomplete: bool,
+    ) -> FsResult<FileId> {
+        let mut st = self.state.lock().unwrap();
+        let fid = st.next_fid.max(1);
+        st.next_fid = fid + 1;
+        self.append_meta_locked(
+            &mut st,
+            Meta::Create {
+                fid,
+                path: path.to_string(),
+                cond,
+                mode,
+                incomplete,
+            },
+        )?;
+        let now = to_ns(SystemTime::now());
+        self.append_meta_locked(&mut st, Meta::SetMtime { fid, mtime_ns: now })?;
+        drop(st);
+        self.wake.notify_one();
+        Ok(fid)
+    }
+
+    /// Ends the copy phase of an incomplete file: it is shown and uploaded from now on.
+    pub fn complete(&self, fid: FileId) -> FsResult<()> {
+        self.record(Meta::Complete { fid }).map(|_| ())
+    }
+
+    /// Drops an incomplete file (its copy failed); the bucket is not touched.
+    pub fn discard(&self, fid: FileId) -> FsResult<()> {
+        self.record(Meta::Discard { fid }).map(|_| ())
+    }
+
+    /// A fresh bucket-rename id.
+    pub fn next_rename_id(&self) -> u64 {
+        let mut st = self.state.lock().unwrap();
+        let id = st.next_rename_id.max(1);
+        st.next_rename_id = id + 1;
+        id
+    }
+
+    /// Bytes of files not yet fully uploaded.
+    pub fn dirty_bytes(&self) -> u64 {
+        let st = self.state.lock().unwrap();
+        st.files
+            .values()
+            .filter(|f| f.is_dirty())
+            .map(|f| f.extents.data_bytes())
+            .sum()
+    }
+
+    /// Waits while the dirty bound is exceeded (the flusher is told to hurry).
+    pub async fn throttle(&self) {
+        let mut counted = false;
+        while self.dirty_bytes() > self.cfg.max_dirty_bytes {
+            if !counted {
+                self.stats.throttled_writes.fetch_add(1, Ordering::Relaxed);
+                counted = true;
+            }
+            let progressed = self.progress.notified();
+            self.force_gen.fetch_add(1, Ordering::Relaxed);
+            self.wake.notify_one();
+            let _ = tokio::time::timeout(Duration::from_millis(200), progressed).await;
+        }
+    }
+
+    /// Writes `data` at `offset` of file `fid` (journal append; not yet durable).
+    pub fn write(&self, fid: FileId, offset: u64, data: &[u8]) -> FsResult<()> {
+        let header = records::write_header(fid, offset);
+        let mut st = self.state.lock().unwrap();
+        if !st.files.contains_key(&fid) {
+            return Err(FsError::BadHandle);
+        }
+        let pos = self
+            .journal
+            .append(KIND_WRITE, &[&header, data])
+            .map_err(journal_err)?;
+        st.apply_write(
+            fid,
+            offset,
+            data.len() as u64,
+            loc_of(&pos, WRITE_HEADER as u64),
+        );
+        let now = to_ns(SystemTime::now());
+        if let Some(f) = st.files.get_mut(&fid) {
+            // mtime is runtime state between explicit SetMtime records: a replay shows the
+            // time of the last journaled change at worst.
+            f.mtime_ns = now;
+        }
+        drop(st);
+        self.stats
+            .bytes_written
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sets the size of file `fid`.
+    pub fn truncate(&self, fid: FileId, size: u64) -> FsResult<()> {
+        let mut st = self.state.lock().unwrap();
+        if !st.files.contains_key(&fid) {
+            return Err(FsError::BadHandle);
+        }
+        self.append_meta_locked(&mut st, Meta::Truncate { fid, size })?;
+        let now = to_ns(SystemTime::now());
+        self.append_meta_locked(&mut st, Meta::SetMtime { fid, mtime_ns: now })?;
+        Ok(())
+    }
+
+    /// Sets the mode bits and/or mtime of file `fid`.
+    pub fn set_attrs(
+        &self,
+        fid: FileId,
+        mode: Option<u32>,
+        mtime: Option<SystemTime>,
+    ) -> FsResult<()> {
+        let mut st = self.state.lock().unwrap();
+        if !st.files.contains_key(&fid) {
+            return Err(FsError::BadHandle);
+        }
+        if let Some(mode) = mode {
+            self.append_meta_locked(&mut st, Meta::Chmod { fid, mode })?;
+        }
+        if let Some(t) = mtime {
+            self.append_meta_locked(
+                &mut st,
+                Meta::SetMtime {
+                    fid,
+                    mtime_ns: to_ns(t),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Attributes of file `fid`.
+    pub fn attr(&self, fid: FileId) -> Option<LocalAttr> {
+        self.state.lock().unwrap().files.get(&fid).map(attr_of)
+    }
+
+    /// Makes everything journaled so far durable (group commit across callers).
+    pub async fn sync(self: &Arc<Self>) -> FsResult<()> {
+        let lsn = self.journal.last_lsn();
+        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        if self.journal.durable_lsn() >= lsn {
+            return Ok(());
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.journal.sync(lsn))
+            .await
+            .map_err(|e| FsError::Io(format!("journal sync task: {e}")))?
+            .map_err(journal_err)
+    }
+
+    /// Reads `len` bytes at `offset` of file `fid` (short at end of file).
+    pub fn read(&self, fid: FileId, offset: u64, len: u64) -> FsResult<Bytes> {
+        let pieces = {
+            let st = self.state.lock().unwrap();
+            let f = st.files.get(&fid).ok_or(FsError::BadHandle)?;
+            if offset >= f.size {
+                return Ok(Bytes::new());
+            }
+            let len = len.min(f.size - offset);
+            f.extents.pieces(offset, len)
+        };
+        self.read_pieces(&pieces)
+    }
+
+    /// The bytes of `pieces` (journal data, holes as zeros), concatenated.
+    pub(crate) fn read_pieces(&self, pieces: &[Piece]) -> FsResult<Bytes> {
+        let mut out = BytesMut::zeroed(flusher::total_len(pieces) as usize);
+        let mut at = 0usize;
+        for p in pieces {
+            match *p {
+                Piece::Hole { len, .. } => at += len as usize,
+                Piece::Data { len, loc, .. } => {
+                    let buf = &mut out[at..at + len as usize];
+                    self.journal
+                        .read_payload(&pos_of(&loc), loc.payload_offset, buf)
+                        .map_err(journal_err)?;
+                    at += len as usize;
+                }
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// Registers an open handle of `fid` (its data is kept while any handle is open).
+    pub fn open_handle(&self, fid: FileId) {
+        *self.handles.lock().unwrap().entry(fid).or_default() += 1;
+    }
+
+    /// Releases a handle; a file that is clean or unlinked and has no handles left is dropped.
+    pub fn close_handle(&self, fid: FileId) {
+        let mut h = self.handles.lock().unwrap();
+        if let Some(n) = h.get_mut(&fid) {
+            *n -= 1;
+            if *n == 0 {
+                h.remove(&fid);
+            }
+        }
+        drop(h);
+        self.wake.notify_one();
+    }
+
+    /// True while some handle of `fid` is open.
+    pub fn is_open(&self, fid: FileId) -> bool {
+        self.handles.lock().unwrap().contains_key(&fid)
+    }
+
+    /// Drops settled files (clean, or unlinked) that no handle uses.
+    pub(crate) fn drop_settled(&self) -> usize {
+        let handles = self.handles.lock().unwrap().clone();
+        self.state
+            .lock()
+            .unwrap()
+            .drop_settled(&|fid| handles.contains_key(&fid))
+    }
+
+    /// Asks the flusher to upload everything now and waits until nothing is pending
+    /// (or `timeout` passes). `progress` is called with (pending items, dirty bytes).
+    pub async fn flush_all(
+        &self,
+        timeout: Duration,
+        mut progress: impl FnMut(usize, u64),
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (pending, bytes) = self.pending();
+            progress(pending, bytes);
+            if pending == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "{pending} item(s), {bytes} bytes still not in the bucket after {}",
+                    humantime::format_duration(timeout)
+                ));
+            }
+            let notified = self.progress.notified();
+            self.force_gen.fetch_add(1, Ordering::Relaxed);
+            self.wake.notify_one();
+            let _ = tokio::time::timeout(Duration::from_millis(500), notified).await;
+        }
+    }
+
+    /// Asks the flusher to upload everything now, without waiting for the quiet period.
+    pub fn request_flush(&self) {
+        self.force_gen.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// (items waiting for the bucket, dirty bytes).
+    pub fn pending(&self) -> (usize, u64) {
+        let st = self.state.lock().unwrap();
+        let dirty: Vec<_> = st.files.values().filter(|f| f.is_dirty()).collect();
+        let paths = st
+            .paths
+            .values()
+            .filter(|s| !matches!(s, PathState::File(_)))
+            .count();
+        let bytes = dirty.iter().map(|f| f.extents.data_bytes()).sum();
+        (dirty.len() + paths + st.renames.len(), bytes)
+    }
+}
+
+fn attr_of(f: &state::LocalFile) -> LocalAttr {
+    LocalAttr {
+        fid: f.fid,
+        size: f.size,
+        mode: f.mode,
+        mtime: SystemTime::UNIX_EPOCH + Duration::from_nanos(f.mtime_ns),
+    }
+}
+
+impl WriteBack {
+    /// Highest lsn journaled so far.
+    pub fn last_lsn(&self) -> u64 {
+        self.journal.last_lsn()
+    }
+}

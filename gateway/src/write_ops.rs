@@ -1,0 +1,517 @@
+//! The gateway's write operations: create, write, truncate, sync, unlink, mkdir, rmdir and
+//! rename, on top of the journaled write-back path ([`crate::write`]).
+//!
+//! Every change is journaled before it is visible; the flusher brings the bucket up to date.
+//! A file opened for writing becomes local on its first change: an existing object is copied
+//! into the journal first, so uploads never depend on other objects.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+use crate::error::{FsError, FsResult};
+use crate::gateway::{Gateway, Handle, HandleId, Opened};
+use crate::namespace::{check_name, join, Ino, NameProblem, NodeAttr, NodeKind};
+use crate::read::FileReader;
+use crate::write::flusher::bucket_rename;
+use crate::write::records::{FileId, Meta, UploadCondition};
+use crate::write::state::is_within;
+use crate::write::{LocalEntry, WriteBack};
+
+/// A handle of a file written here, or opened for writing and not yet changed.
+pub struct LocalHandle {
+    ino: Ino,
+    writable: bool,
+    /// The local file, once there is one.
+    local: Mutex<Option<FileId>>,
+    /// Reads before the first change go to the bucket version.
+    reader: Option<Arc<FileReader>>,
+}
+
+/// Bytes per journal record when an object is copied in.
+const COPY_CHUNK: usize = 1 << 20;
+
+fn name_ok(name: &str) -> FsResult<()> {
+    match check_name(name) {
+        Ok(()) => Ok(()),
+        Err(NameProblem::TooLong) => Err(FsError::NameTooLong),
+        Err(p) => Err(FsError::Invalid(p.to_string())),
+    }
+}
+
+impl Gateway {
+    fn wb(&self) -> FsResult<&Arc<WriteBack>> {
+        self.wb.as_ref().ok_or(FsError::ReadOnly)
+    }
+
+    fn touched(&self, fid: FileId) {
+        if let Some(f) = &self.flusher {
+            f.touched(fid);
+        }
+    }
+
+    /// Opens a local handle when the file is local or the open writes; `None` for a plain read
+    /// of a bucket object.
+    pub(crate) async fn open_local(
+        &self,
+        ino: Ino,
+        write: bool,
+        truncate: bool,
+    ) -> FsResult<Option<Opened>> {
+        let Some(wb) = self.wb.clone() else {
+            return if write {
+                Err(FsError::ReadOnly)
+            } else {
+                Ok(None)
+            };
+        };
+        let path = self.ns.path_of(ino)?;
+        if let Some(LocalEntry::File(a)) = wb.entry(&path) {
+            wb.open_handle(a.fid);
+            if write && truncate && a.size > 0 {
+                wb.truncate(a.fid, 0)?;
+                self.touched(a.fid);
+            }
+            let h = LocalHandle {
+                ino,
+                writable: write,
+                local: Mutex::new(Some(a.fid)),
+                reader: None,
+            };
+            let fh = self.new_handle(Handle::Local(Arc::new(h)));
+            return Ok(Some(Opened {
+                fh,
+                keep_page_cache: false,
+            }));
+        }
+        if !write {
+            return Ok(None);
+        }
+        let attr = self.ns.getattr(ino).await?;
+        if attr.kind == NodeKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if truncate {
+            // Nothing of the old version is needed: start an empty local file.
+            let cond = match &attr.etag {
+                Some(e) => UploadCondition::Unchanged(e.to_string()),
+                None => UploadCondition::Any,
+            };
+            let fid = wb.create(&path, cond, 0o644, false)?;
+            wb.open_handle(fid);
+            self.touched(fid);
+            let h = LocalHandle {
+                ino,
+                writable: true,
+                local: Mutex::new(Some(fid)),
+                reader: None,
+            };
+            let fh = self.new_handle(Handle::Local(Arc::new(h)));
+            return Ok(Some(Opened {
+                fh,
+                keep_page_cache: false,
+            }));
+        }
+        let (reader, _) = self.bucket_reader(ino).await?;
+        let h = LocalHandle {
+            ino,
+            writable: true,
+            local: Mutex::new(None),
+            reader: Some(reader),
+        };
+        let fh = self.new_handle(Handle::Local(Arc::new(h)));
+        Ok(Some(Opened {
+            fh,
+            keep_page_cache: false,
+        }))
+    }
+
+    pub(crate) async fn read_local(
+        &self,
+        h: &LocalHandle,
+        offset: u64,
+        len: u64,
+    ) -> FsResult<Bytes> {
+        let fid = *h.local.lock().unwrap();
+        match (fid, &h.reader) {
+            (Some(fid), _) => self.wb()?.read(fid, offset, len),
+            (None, Some(r)) => r.read(offset, len).await,
+            (None, None) => Err(FsError::BadHandle),
+        }
+    }
+
+    pub(crate) fn release_local(&self, h: &LocalHandle) {
+        if let (Some(fid), Some(wb)) = (*h.local.lock().unwrap(), &self.wb) {
+            wb.close_handle(fid);
+        }
+    }
+
+    /// The local file behind a writable handle, copying the object in on first use.
+    async fn ensure_local(&self, h: &LocalHandle) -> FsResult<FileId> {
+        if let Some(fid) = *h.local.lock().unwrap() {
+            return Ok(fid);
+        }
+        let wb = self.wb()?.clone();
+        let _one_at_a_time = self.materialize_lock.lock().await;
+        if let Some(fid) = *h.local.lock().unwrap() {
+            return Ok(fid);
+        }
+        let path = self.ns.path_of(h.ino)?;
+        let fid = match wb.entry(&path) {
+            Some(LocalEntry::File(a)) => {
+                wb.open_handle(a.fid);
+                a.fid
+            }
+            _ => self.copy_in(&wb, h.ino, &path).await?,
+        };
+        *h.local.lock().unwrap() = Some(fid);
+        Ok(fid)
+    }
+
+    /// Copies the bucket object at `path` into a new local file (returned with a handle
+    /// registered, so the flusher never drops it as settled).
+    async fn copy_in(&self, wb: &Arc<WriteBack>, ino: Ino, path: &str) -> FsResult<FileId> {
+        let (key, attr) = self.ns.open_file(ino).await?;
+        let cond = match &attr.etag {
+            Some(e) => UploadCondition::Unchanged(e.to_string()),
+            None => UploadCondition::Any,
+        };
+        let fid = wb.create(path, cond, 0o644, true)?;
+        wb.open_handle(fid);
+        let result = async {
+            if attr.size == 0 {
+                return Ok(());
+            }
+            let mut stream = self
+                .store
+                .get_range(&key, 0..attr.size, attr.etag.as_deref())
+                .await
+                .map_err(|e| FsError::from_store(e, &key))?;
+            let mut buf = BytesMut::with_capacity(COPY_CHUNK);
+            let mut offset = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| FsError::from_store(e, &key))?;
+                buf.extend_from_slice(&chunk);
+                if buf.len() >= COPY_CHUNK {
+                    wb.write(fid, offset, &buf)?;
+                    offset += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+            if !buf.is_empty() {
+                wb.write(fid, offset, &buf)?;
+                offset += buf.len() as u64;
+            }
+            if offset != attr.size {
+                return Err(FsError::Io(format!(
+                    "{key}: copied {offset} of {} bytes",
+                    attr.size
+                )));
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                wb.complete(fid)?;
+                // The copy is not a change: nothing to upload until the first write.
+                wb.record(Meta::Uploaded {
+                    fid,
+                    upto_lsn: wb_last_lsn(wb),
+                    key: path.to_string(),
+                    etag: attr.etag.as_deref().map(str::to_string),
+                    size: attr.size,
+                })?;
+                Ok(fid)
+            }
+            Err(e) => {
+                wb.close_handle(fid);
+                let _ = wb.discard(fid);
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates a file `name` in `parent` and opens it for writing.
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        exclusive: bool,
+        truncate: bool,
+    ) -> FsResult<(NodeAttr, Opened)> {
+        let wb = self.wb()?.clone();
+        name_ok(name)?;
+        match self.ns.lookup(parent, name).await {
+            Ok(a) if a.kind == NodeKind::Dir => return Err(FsError::IsDir),
+            Ok(_) if exclusive => return Err(FsError::Exists),
+            Ok(a) => {
+                let opened = self.open(a.ino, true, truncate).await?;
+                let attr = self.ns.getattr(a.ino).await?;
+                return Ok((attr, opened));
+            }
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let path = join(&self.ns.path_of(parent)?, name);
+        let cond = match wb.entry(&path) {
+            Some(LocalEntry::Gone) => UploadCondition::Any,
+            _ => UploadCondition::Absent,
+        };
+        let fid = wb.create(&path, cond, mode & 0o7777, false)?;
+        self.touched(fid);
+        wb.open_handle(fid);
+        let attr = wb.attr(fid).ok_or(FsError::BadHandle)?;
+        let node = self.ns.intern_local(&path, &attr);
+        let h = LocalHandle {
+            ino: node.ino,
+            writable: true,
+            local: Mutex::new(Some(fid)),
+            reader: None,
+        };
+        let fh = self.new_handle(Handle::Local(Arc::new(h)));
+        Ok((
+            node,
+            Opened {
+                fh,
+                keep_page_cache: false,
+            },
+        ))
+    }
+
+    fn local_handle(&self, fh: HandleId) -> FsResult<Arc<LocalHandle>> {
+        match self.handle(fh)? {
+            Handle::Local(h) => Ok(h),
+            Handle::Bucket(_) => Err(FsError::BadHandle),
+        }
+    }
+
+    /// Writes `data` at `offset` through handle `fh`; returns the bytes taken.
+    pub async fn write(&self, fh: HandleId, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let h = self.local_handle(fh)?;
+        if !h.writable {
+            return Err(FsError::BadHandle);
+        }
+        let wb = self.wb()?.clone();
+        let fid = self.ensure_local(&h).await?;
+        wb.throttle().await;
+        wb.write(fid, offset, data)?;
+        self.touched(fid);
+        Ok(data.len() as u32)
+    }
+
+    /// Makes every change journaled so far durable (fsync, fdatasync, close).
+    pub async fn sync(&self) -> FsResult<()> {
+        match &self.wb {
+            Some(wb) => wb.sync().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Changes size, mode or mtime of `ino` (through `fh` when the kernel gives one).
+    pub async fn setattr(
+        &self,
+        ino: Ino,
+        fh: Option<HandleId>,
+        size: Option<u64>,
+        mode: Option<u32>,
+        mtime: Option<SystemTime>,
+    ) -> FsResult<NodeAttr> {
+        let attr = self.ns.getattr(ino).await?;
+        if attr.kind == NodeKind::Dir || (size.is_none() && self.wb.is_none()) {
+            // Directories and read-only mounts keep the bucket's view (documented).
+            return Ok(attr);
+        }
+        let wb = self.wb()?.clone();
+        let path = self.ns.path_of(ino)?;
+        let local = match wb.entry(&path) {
+            Some(LocalEntry::File(a)) => Some(a.fid),
+            _ => None,
+        };
+        let fid = match (local, size) {
+            (Some(fid), _) => Some(fid),
+            (None, Some(0)) => {
+                let cond = match &attr.etag {
+                    Some(e) => UploadCondition::Unchanged(e.to_string()),
+                    None => UploadCondition::Any,
+                };
+                Some(wb.create(&path, cond, 0o644, false)?)
+            }
+            (None, Some(_)) => {
+                // Truncate to a non-zero size: the object's bytes are needed.
+                let h = match fh.map(|fh| self.local_handle(fh)) {
+                    Some(Ok(h)) if h.writable => h,
+                    _ => Arc::new(LocalHandle {
+                        ino,
+                        writable: true,
+                        local: Mutex::new(None),
+                        reader: None,
+                    }),
+                };
+                let fid = self.ensure_local(&h).await?;
+                if fh.is_none() {
+                    wb.close_handle(fid);
+                }
+                Some(fid)
+            }
+            // chmod/utimes of a file that was not written here: not kept (SEMANTICS.md).
+            (None, None) => None,
+        };
+        if let Some(fid) = fid {
+            if let Some(size) = size {
+                wb.truncate(fid, size)?;
+            }
+            if mode.is_some() || mtime.is_some() {
+                wb.set_attrs(fid, mode.map(|m| m & 0o7777), mtime)?;
+            }
+            self.touched(fid);
+        }
+        self.ns.getattr(ino).await
+    }
+
+    /// Removes file `name` from `parent`.
+    pub async fn unlink(&self, parent: Ino, name: &str) -> FsResult<()> {
+        let wb = self.wb()?.clone();
+        let a = self.ns.lookup(parent, name).await?;
+        if a.kind == NodeKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let path = join(&self.ns.path_of(parent)?, name);
+        wb.record(Meta::Unlink { path: path.clone() })?;
+        self.ns.invalidate(&path);
+        wb.wake.notify_one();
+        Ok(())
+    }
+
+    /// Creates directory `name` in `parent`.
+    pub async fn mkdir(&self, parent: Ino, name: &str) -> FsResult<NodeAttr> {
+        let wb = self.wb()?.clone();
+        name_ok(name)?;
+        match self.ns.lookup(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let path = join(&self.ns.path_of(parent)?, name);
+        wb.record(Meta::Mkdir { path: path.clone() })?;
+        self.ns.invalidate(&path);
+        wb.wake.notify_one();
+        Ok(self.ns.intern_dir(&path))
+    }
+
+    /// Removes the empty directory `name` from `parent`.
+    pub async fn rmdir(&self, parent: Ino, name: &str) -> FsResult<()> {
+        let wb = self.wb()?.clone();
+        let a = self.ns.lookup(parent, name).await?;
+        if a.kind != NodeKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        if !self.ns.list_dir(a.ino).await?.entries.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        let path = join(&self.ns.path_of(parent)?, name);
+        wb.record(Meta::Rmdir { path: path.clone() })?;
+        self.ns.invalidate(&path);
+        wb.wake.notify_one();
+        Ok(())
+    }
+
+    /// Renames `name` in `parent` to `new_name` in `new_parent` (`no_replace`: fail if the
+    /// destination exists).
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &str,
+        new_parent: Ino,
+        new_name: &str,
+        no_replace: bool,
+    ) -> FsResult<()> {
+        let wb = self.wb()?.clone();
+        name_ok(new_name)?;
+        let src = self.ns.lookup(parent, name).await?;
+        let from = join(&self.ns.path_of(parent)?, name);
+        let to = join(&self.ns.path_of(new_parent)?, new_name);
+        if from == to {
+            return Ok(());
+        }
+        let dst = match self.ns.lookup(new_parent, new_name).await {
+            Ok(a) => Some(a),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if no_replace && dst.is_some() {
+            return Err(FsError::Exists);
+        }
+        let dir = src.kind == NodeKind::Dir;
+        if dir {
+            if is_within(&to, &from) {
+                return Err(FsError::Invalid(
+                    "cannot move a directory into itself".into(),
+                ));
+            }
+            if let Some(d) = &dst {
+                if d.kind != NodeKind::Dir {
+                    return Err(FsError::NotDir);
+                }
+                if !self.ns.list_dir(d.ino).await?.entries.is_empty() {
+                    return Err(FsError::NotEmpty);
+                }
+            }
+        } else if dst.as_ref().is_some_and(|d| d.kind == NodeKind::Dir) {
+            return Err(FsError::IsDir);
+        }
+        let in_bucket = if dir {
+            let prefix = self.ns.dir_prefix(&from);
+            let page = self
+                .store
+                .list(&prefix, None, Some(1))
+                .await
+                .map_err(|e| FsError::from_store(e, &prefix))?;
+            !page.objects.is_empty() || !page.prefixes.is_empty()
+        } else {
+            !matches!(wb.entry(&from), Some(LocalEntry::File(_)))
+        };
+        if !in_bucket {
+            wb.record(Meta::Rename {
+                from: from.clone(),
+                to: to.clone(),
+                dir,
+            })?;
+        } else {
+            // Objects move in the bucket now (copy + delete), with no upload in between.
+            let _exclusive = wb.bucket_lock.write().await;
+            let id = wb.next_rename_id();
+            wb.record(Meta::BucketRenameBegin {
+                id,
+                from: from.clone(),
+                to: to.clone(),
+                dir,
+            })?;
+            wb.sync().await?;
+            match bucket_rename(&*self.store, &self.prefix, &from, &to, dir).await {
+                Ok(()) => {
+                    wb.record(Meta::BucketRenameDone { id })?;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        from = %from,
+                        to = %to,
+                        "rename is journaled but not finished in the bucket ({e}); it completes in the background"
+                    );
+                }
+            }
+        }
+        self.ns.rename_paths(&from, &to);
+        self.ns.invalidate(&from);
+        self.ns.invalidate(&to);
+        wb.wake.notify_one();
+        Ok(())
+    }
+}
+
+fn wb_last_lsn(wb: &WriteBack) -> u64 {
+    wb.last_lsn()
+}
