@@ -347,6 +347,17 @@ impl Gateway {
         result
     }
 
+    /// Stops the flusher at once, leaving pending work in the journal (what a crash does; used
+    /// by tests that restart a gateway over the same journal).
+    pub async fn abandon(&self) {
+        let _ = self.flusher_stop.send(true);
+        let task = self.flusher_task.lock().unwrap().take();
+        if let Some(t) = task {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
     /// Metadata TTL the kernel may cache attributes and entries for.
     pub fn attr_ttl(&self) -> Duration {
         self.cfg.namespace.metadata_ttl

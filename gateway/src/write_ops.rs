@@ -68,8 +68,7 @@ impl Gateway {
             };
         };
         let path = self.ns.path_of(ino)?;
-        if let Some(LocalEntry::File(a)) = wb.entry(&path) {
-            wb.open_handle(a.fid);
+        if let Some(a) = wb.open_existing(&path) {
             if write && truncate && a.size > 0 {
                 wb.truncate(a.fid, 0)?;
                 self.touched(a.fid);
@@ -100,7 +99,6 @@ impl Gateway {
                 None => UploadCondition::Any,
             };
             let fid = wb.create(&path, cond, 0o644, false)?;
-            wb.open_handle(fid);
             self.touched(fid);
             let h = LocalHandle {
                 ino,
@@ -159,12 +157,9 @@ impl Gateway {
             return Ok(fid);
         }
         let path = self.ns.path_of(h.ino)?;
-        let fid = match wb.entry(&path) {
-            Some(LocalEntry::File(a)) => {
-                wb.open_handle(a.fid);
-                a.fid
-            }
-            _ => self.copy_in(&wb, h.ino, &path).await?,
+        let fid = match wb.open_existing(&path) {
+            Some(a) => a.fid,
+            None => self.copy_in(&wb, h.ino, &path).await?,
         };
         *h.local.lock().unwrap() = Some(fid);
         Ok(fid)
@@ -179,7 +174,6 @@ impl Gateway {
             None => UploadCondition::Any,
         };
         let fid = wb.create(path, cond, 0o644, true)?;
-        wb.open_handle(fid);
         let result = async {
             if attr.size == 0 {
                 return Ok(());
@@ -263,7 +257,6 @@ impl Gateway {
         };
         let fid = wb.create(&path, cond, mode & 0o7777, false)?;
         self.touched(fid);
-        wb.open_handle(fid);
         let attr = wb.attr(fid).ok_or(FsError::BadHandle)?;
         let node = self.ns.intern_local(&path, &attr);
         let h = LocalHandle {
@@ -327,12 +320,10 @@ impl Gateway {
         }
         let wb = self.wb()?.clone();
         let path = self.ns.path_of(ino)?;
-        let local = match wb.entry(&path) {
-            Some(LocalEntry::File(a)) => Some(a.fid),
-            _ => None,
-        };
-        let fid = match (local, size) {
-            (Some(fid), _) => Some(fid),
+        // Every branch holds one handle on the file while changing it (released below), so the
+        // flusher cannot drop it as settled in between.
+        let fid = match (wb.open_existing(&path), size) {
+            (Some(a), _) => Some(a.fid),
             (None, Some(0)) => {
                 let cond = match &attr.etag {
                     Some(e) => UploadCondition::Unchanged(e.to_string()),
@@ -342,34 +333,50 @@ impl Gateway {
             }
             (None, Some(_)) => {
                 // Truncate to a non-zero size: the object's bytes are needed.
-                let h = match fh.map(|fh| self.local_handle(fh)) {
-                    Some(Ok(h)) if h.writable => h,
-                    _ => Arc::new(LocalHandle {
-                        ino,
-                        writable: true,
-                        local: Mutex::new(None),
-                        reader: None,
-                    }),
+                let h = LocalHandle {
+                    ino,
+                    writable: true,
+                    local: Mutex::new(None),
+                    reader: None,
                 };
-                let fid = self.ensure_local(&h).await?;
-                if fh.is_none() {
-                    wb.close_handle(fid);
-                }
-                Some(fid)
+                Some(self.ensure_local(&h).await?)
             }
             // chmod/utimes of a file that was not written here: not kept (SEMANTICS.md).
             (None, None) => None,
         };
+        let _ = fh;
         if let Some(fid) = fid {
-            if let Some(size) = size {
-                wb.truncate(fid, size)?;
-            }
-            if mode.is_some() || mtime.is_some() {
-                wb.set_attrs(fid, mode.map(|m| m & 0o7777), mtime)?;
-            }
+            let result = (|| {
+                if let Some(size) = size {
+                    wb.truncate(fid, size)?;
+                }
+                if mode.is_some() || mtime.is_some() {
+                    wb.set_attrs(fid, mode.map(|m| m & 0o7777), mtime)?;
+                }
+                Ok::<(), FsError>(())
+            })();
             self.touched(fid);
+            wb.close_handle(fid);
+            result?;
         }
         self.ns.getattr(ino).await
+    }
+
+    /// Keeps directory `dir` in existence after its last entry went away: in a bucket, a
+    /// directory without a marker object exists only through the keys under it.
+    async fn keep_dir(&self, wb: &WriteBack, dir: Ino) -> FsResult<()> {
+        let path = self.ns.path_of(dir)?;
+        if path.is_empty() {
+            return Ok(());
+        }
+        if self.ns.list_dir(dir).await?.entries.is_empty()
+            && wb.entry(&path) != Some(LocalEntry::Dir)
+        {
+            wb.record(Meta::Mkdir {
+                path: path.to_string(),
+            })?;
+        }
+        Ok(())
     }
 
     /// Removes file `name` from `parent`.
@@ -382,6 +389,7 @@ impl Gateway {
         let path = join(&self.ns.path_of(parent)?, name);
         wb.record(Meta::Unlink { path: path.clone() })?;
         self.ns.invalidate(&path);
+        self.keep_dir(&wb, parent).await?;
         wb.wake.notify_one();
         Ok(())
     }
@@ -483,6 +491,14 @@ impl Gateway {
         } else {
             // Objects move in the bucket now (copy + delete), with no upload in between.
             let _exclusive = wb.bucket_lock.write().await;
+            // Deletes pending on either side must reach the bucket before objects are copied.
+            if let Some(f) = &self.flusher {
+                for p in [&from, &to] {
+                    f.settle_subtree(p)
+                        .await
+                        .map_err(|e| FsError::from_store(e, p))?;
+                }
+            }
             let id = wb.next_rename_id();
             wb.record(Meta::BucketRenameBegin {
                 id,
@@ -507,6 +523,9 @@ impl Gateway {
         self.ns.rename_paths(&from, &to);
         self.ns.invalidate(&from);
         self.ns.invalidate(&to);
+        if parent != new_parent {
+            self.keep_dir(&wb, parent).await?;
+        }
         wb.wake.notify_one();
         Ok(())
     }

@@ -133,6 +133,9 @@ pub struct Namespace {
     metrics: Arc<Metrics>,
     /// Local changes not yet (or just) in the bucket; they take precedence over it.
     wb: Option<Arc<WriteBack>>,
+    /// Bumped by every invalidation: a listing fetched across one is used once, not cached
+    /// (it may predate an upload whose file the local state no longer shows).
+    generation: AtomicU64,
 }
 
 impl Namespace {
@@ -172,6 +175,7 @@ impl Namespace {
             warned_keys: Mutex::new(HashSet::new()),
             metrics,
             wb,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -301,6 +305,7 @@ impl Namespace {
                 .map(|e| e.attr.clone())
                 .ok_or(FsError::NotFound);
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let neg_key = (parent, name.to_string());
         if let Some(&exp) = self.negative.lock().unwrap().get(&neg_key) {
             if exp > Instant::now() {
@@ -335,6 +340,10 @@ impl Namespace {
         }
         if let Some(info) = file {
             return Ok(self.intern(&path, NodeKind::File, Some(&info)));
+        }
+        if self.generation.load(Ordering::SeqCst) != generation {
+            // Something changed while we asked: a miss seen now may already be stale.
+            return Err(FsError::NotFound);
         }
         let mut neg = self.negative.lock().unwrap();
         if neg.len() >= self.cfg.negative_capacity {
@@ -373,11 +382,20 @@ impl Namespace {
         if dir.kind != NodeKind::Dir {
             return Err(FsError::NotDir);
         }
-        let base = match self.fresh_listing(ino) {
-            Some(l) => l,
-            None => self.list_bucket_dir(ino, &dir).await?,
-        };
-        Ok(self.merge_local(&dir.path(), base))
+        if let Some(l) = self.fresh_listing(ino) {
+            return Ok(self.merge_local(&dir.path(), l));
+        }
+        // A listing that raced with an upload or delete of this mount may show the bucket from
+        // before it while the local state already forgot it: list again (a few times at most).
+        let mut attempts = 0;
+        loop {
+            let generation = self.generation.load(Ordering::SeqCst);
+            let base = self.list_bucket_dir(ino, &dir).await?;
+            attempts += 1;
+            if self.generation.load(Ordering::SeqCst) == generation || attempts >= 4 {
+                return Ok(self.merge_local(&dir.path(), base));
+            }
+        }
     }
 
     /// Applies local changes (files written here, removals, new directories) to a listing.
@@ -431,6 +449,7 @@ impl Namespace {
     }
 
     async fn list_bucket_dir(&self, ino: Ino, dir: &Inode) -> FsResult<Arc<DirListing>> {
+        let generation = self.generation.load(Ordering::SeqCst);
         let dir_path = dir.path();
         let prefix = self.dir_prefix(&dir_path);
         let mut files: Vec<ObjectInfo> = Vec::new();
@@ -502,7 +521,9 @@ impl Namespace {
             by_name,
             fetched: Instant::now(),
         });
-        self.listings.lock().unwrap().insert(ino, listing.clone());
+        if self.generation.load(Ordering::SeqCst) == generation {
+            self.listings.lock().unwrap().insert(ino, listing.clone());
+        }
         self.metrics.listings.inc();
         Ok(listing)
     }
@@ -535,15 +556,9 @@ impl Namespace {
     /// Forgets cached knowledge about `path`: its parent's listing, a negative entry for it,
     /// and the freshness of its own attributes.
     pub fn invalidate(&self, path: &str) {
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.forget_ancestors(path);
         let by_path = self.by_path.lock().unwrap();
-        if let Some(&pino) = by_path.get(&(Arc::<str>::from(parent), NodeKind::Dir)) {
-            self.listings.lock().unwrap().remove(&pino);
-            self.negative
-                .lock()
-                .unwrap()
-                .remove(&(pino, name.to_string()));
-        }
         for kind in [NodeKind::File, NodeKind::Dir] {
             if let Some(&ino) = by_path.get(&(Arc::<str>::from(path), kind)) {
                 self.listings.lock().unwrap().remove(&ino);
@@ -556,27 +571,37 @@ impl Namespace {
         }
     }
 
+    /// Drops the cached listings of every directory above `path` and negative entries on the
+    /// way: a key appearing or vanishing can create or remove implied directories up the tree.
+    fn forget_ancestors(&self, path: &str) {
+        let by_path = self.by_path.lock().unwrap();
+        let mut listings = self.listings.lock().unwrap();
+        let mut negative = self.negative.lock().unwrap();
+        let mut child = path;
+        loop {
+            let (parent, name) = child.rsplit_once('/').unwrap_or(("", child));
+            if let Some(&pino) = by_path.get(&(Arc::<str>::from(parent), NodeKind::Dir)) {
+                listings.remove(&pino);
+                negative.remove(&(pino, name.to_string()));
+            }
+            if parent.is_empty() {
+                break;
+            }
+            child = parent;
+        }
+    }
+
     /// Records an object this mount just wrote at `path`.
     pub fn uploaded(&self, path: &str, info: &ObjectInfo) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.intern(path, NodeKind::File, Some(info));
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        if let Some(&pino) = self
-            .by_path
-            .lock()
-            .unwrap()
-            .get(&(Arc::<str>::from(parent), NodeKind::Dir))
-        {
-            self.listings.lock().unwrap().remove(&pino);
-            self.negative
-                .lock()
-                .unwrap()
-                .remove(&(pino, name.to_string()));
-        }
+        self.forget_ancestors(path);
     }
 
     /// Moves inode numbers at and under `from` to `to` (a rename keeps inode numbers); nodes
     /// that were at the destination are dropped from the path index.
     pub fn rename_paths(&self, from: &str, to: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let mut by_path = self.by_path.lock().unwrap();
         let inodes = self.inodes.lock().unwrap();
         let dest: Vec<(Arc<str>, NodeKind)> = by_path

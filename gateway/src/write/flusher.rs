@@ -103,10 +103,15 @@ impl Flusher {
         let mut next = Duration::from_secs(1);
         let (renames, paths, files) = self.wb.with_state(|st| {
             let renames: Vec<u64> = st.renames.keys().copied().collect();
+            let markers = self.wb.markers.load(Ordering::Relaxed);
             let paths: Vec<String> = st
                 .paths
                 .iter()
-                .filter(|(_, s)| !matches!(s, PathState::File(_)))
+                .filter(|(_, s)| match s {
+                    PathState::File(_) => false,
+                    PathState::Dir { .. } => markers,
+                    _ => true,
+                })
                 .map(|(p, _)| p.clone())
                 .collect();
             let files: Vec<FileId> = st
@@ -176,7 +181,9 @@ impl Flusher {
         for (w, r) in results {
             self.settle(w, r);
         }
-        self.wb.drop_settled();
+        if let Err(e) = self.wb.drop_settled() {
+            tracing::warn!("cannot journal settled files (will retry): {e}");
+        }
         self.changed_at
             .lock()
             .unwrap()
@@ -256,10 +263,32 @@ impl Flusher {
 
     async fn sync_path(&self, path: &str) -> Done {
         let _g = self.wb.bucket_lock.read().await;
+        self.sync_path_locked(path).await
+    }
+
+    /// Applies pending deletes and markers at and under `dir` now. The caller holds the
+    /// bucket lock exclusively (a bucket rename must not copy what was deleted here).
+    pub async fn settle_subtree(&self, dir: &str) -> Result<(), StoreError> {
+        let paths: Vec<String> = self.wb.with_state(|st| {
+            st.subtree(dir)
+                .into_iter()
+                .filter(|(_, s)| !matches!(s, PathState::File(_)))
+                .map(|(p, _)| p)
+                .collect()
+        });
+        for p in paths {
+            if let Done::Retry(e) = self.sync_path_locked(&p).await {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_path_locked(&self, path: &str) -> Done {
         let Some(state) = self.wb.with_state(|st| st.paths.get(path).cloned()) else {
             return Done::Ok;
         };
-        let (lsn, result) = match state {
+        let (lsn, result) = match state.clone() {
             PathState::File(_) => return Done::Ok,
             PathState::Deleted { lsn } => (lsn, self.store.delete(&self.key(path)).await),
             PathState::DirDeleted { lsn } => (
@@ -277,17 +306,28 @@ impl Flusher {
         };
         match result {
             Ok(()) => {}
-            // No markers on this backend: the directory exists only while it has files.
+            // No markers on this backend: a new directory stays in the journal (shown by this
+            // mount only); a removed one has nothing to delete.
+            Err(StoreError::Unsupported(_)) if matches!(state, PathState::Dir { .. }) => {
+                if self.wb.markers.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        "{} cannot store directory markers: empty directories created here are kept by this mount's journal only",
+                        self.store.describe()
+                    );
+                }
+                return Done::Ok;
+            }
             Err(StoreError::Unsupported(_)) => {}
             Err(e) => return Done::Retry(e),
         }
+        // Caches learn of the change before the local state stops covering for it.
+        (self.on_change)(path, None);
         if let Err(e) = self.wb.record(Meta::PathSynced {
             path: path.to_string(),
             upto_lsn: lsn,
         }) {
             return Done::Retry(StoreError::Other(e.to_string()));
         }
-        (self.on_change)(path, None);
         Done::Ok
     }
 
@@ -329,6 +369,7 @@ impl Flusher {
             .bytes_uploaded
             .fetch_add(size, Ordering::Relaxed);
         self.wb.stats().uploads.fetch_add(1, Ordering::Relaxed);
+        (self.on_change)(&path, Some(&info));
         if let Err(e) = self.wb.record(Meta::Uploaded {
             fid,
             upto_lsn: lsn,
@@ -338,7 +379,6 @@ impl Flusher {
         }) {
             return Done::Retry(StoreError::Other(e.to_string()));
         }
-        (self.on_change)(&path, Some(&info));
         Done::Ok
     }
 

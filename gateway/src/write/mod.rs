@@ -120,6 +120,9 @@ pub struct WriteBack {
     pub(crate) bucket_lock: tokio::sync::RwLock<()>,
     /// Forced flush requests not yet served (a generation counter).
     pub(crate) force_gen: AtomicU64,
+    /// False once the store said it cannot hold directory markers: empty directories created
+    /// here then stay in the journal (they exist on this mount only).
+    pub(crate) markers: std::sync::atomic::AtomicBool,
     stats: WriteStats,
 }
 
@@ -197,7 +200,6 @@ impl WriteBack {
                 k => return Err(format!("journal record {} has unknown kind {k}", r.pos.lsn)),
             }
         }
-        let dropped = state.drop_settled(&|_| false);
         let stats = WriteStats::default();
         stats
             .replay_truncated_bytes
@@ -214,11 +216,10 @@ impl WriteBack {
                 dirty_files = dirty,
                 pending_paths = state.paths.len(),
                 pending_renames = state.renames.len(),
-                settled_dropped = dropped,
                 "journal replayed: resuming uploads"
             );
         }
-        Ok(Arc::new(Self {
+        let wb = Arc::new(Self {
             cfg,
             journal,
             state: Mutex::new(state),
@@ -227,8 +228,13 @@ impl WriteBack {
             progress: tokio::sync::Notify::new(),
             bucket_lock: tokio::sync::RwLock::new(()),
             force_gen: AtomicU64::new(0),
+            markers: std::sync::atomic::AtomicBool::new(true),
             stats,
-        }))
+        });
+        // No handle survives a restart: files with nothing to upload go now (journaled).
+        wb.drop_settled()
+            .map_err(|e| format!("journal {}: {e}", wb.cfg.journal_dir.display()))?;
+        Ok(wb)
     }
 
     /// Settings in force.
@@ -295,7 +301,14 @@ impl WriteBack {
             } else {
                 continue;
             };
-            if rest.is_empty() || rest.contains('/') {
+            if rest.is_empty() {
+                continue;
+            }
+            if let Some((first, _)) = rest.split_once('/') {
+                // A local file deeper down implies the directory on the way.
+                if matches!(s, PathState::File(_) | PathState::Dir { .. }) {
+                    out.push((first.to_string(), LocalEntry::Dir));
+                }
                 continue;
             }
             let e = match s {
@@ -308,6 +321,12 @@ impl WriteBack {
             };
             out.push((rest.to_string(), e));
         }
+        // One entry per name; a real entry wins over an implied directory.
+        out.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then((a.1 == LocalEntry::Dir).cmp(&(b.1 == LocalEntry::Dir)))
+        });
+        out.dedup_by(|later, earlier| later.0 == earlier.0);
         out
     }
 
@@ -319,8 +338,9 @@ impl WriteBack {
             .any(|(p, s)| p != dir && matches!(s, PathState::File(_) | PathState::Dir { .. }))
     }
 
-    /// Creates an empty local file at `path`; an `incomplete` one stays hidden and is never
-    /// uploaded until [`Self::complete`].
+    /// Creates an empty local file at `path` and registers one open handle on it (release it
+    /// with [`Self::close_handle`]); an `incomplete` one stays hidden and is never uploaded
+    /// until [`Self::complete`].
     pub fn create(
         &self,
         path: &str,
@@ -343,9 +363,26 @@ impl WriteBack {
         )?;
         let now = to_ns(SystemTime::now());
         self.append_meta_locked(&mut st, Meta::SetMtime { fid, mtime_ns: now })?;
+        // Registered under the state lock: the flusher never sees it settled and handle-less.
+        *self.handles.lock().unwrap().entry(fid).or_default() += 1;
         drop(st);
         self.wake.notify_one();
         Ok(fid)
+    }
+
+    /// The local file at `path`, with a handle registered on it atomically (so the flusher
+    /// cannot drop it in between), or `None`.
+    pub fn open_existing(&self, path: &str) -> Option<LocalAttr> {
+        let st = self.state.lock().unwrap();
+        let f = match st.paths.get(path)? {
+            PathState::File(fid) => st.files.get(fid)?,
+            _ => return None,
+        };
+        if f.incomplete {
+            return None;
+        }
+        *self.handles.lock().unwrap().entry(f.fid).or_default() += 1;
+        Some(attr_of(f))
     }
 
     /// Ends the copy phase of an incomplete file: it is shown and uploaded from now on.
@@ -534,13 +571,18 @@ impl WriteBack {
         self.handles.lock().unwrap().contains_key(&fid)
     }
 
-    /// Drops settled files (clean, or unlinked) that no handle uses.
-    pub(crate) fn drop_settled(&self) -> usize {
-        let handles = self.handles.lock().unwrap().clone();
-        self.state
-            .lock()
-            .unwrap()
-            .drop_settled(&|fid| handles.contains_key(&fid))
+    /// Drops settled files (clean, or unlinked) that no handle uses. Lock order: state, then
+    /// handles (as in [`Self::open_existing`]).
+    pub(crate) fn drop_settled(&self) -> FsResult<usize> {
+        let mut st = self.state.lock().unwrap();
+        let gone = {
+            let handles = self.handles.lock().unwrap();
+            st.settled(&|fid| handles.contains_key(&fid))
+        };
+        for fid in &gone {
+            self.append_meta_locked(&mut st, Meta::Discard { fid: *fid })?;
+        }
+        Ok(gone.len())
     }
 
     /// Asks the flusher to upload everything now and waits until nothing is pending
@@ -570,6 +612,11 @@ impl WriteBack {
         }
     }
 
+    /// The whole write state, for test diagnostics.
+    pub fn with_state_debug(&self) -> String {
+        format!("{:?}", self.state.lock().unwrap().paths)
+    }
+
     /// Asks the flusher to upload everything now, without waiting for the quiet period.
     pub fn request_flush(&self) {
         self.force_gen.fetch_add(1, Ordering::Relaxed);
@@ -580,10 +627,15 @@ impl WriteBack {
     pub fn pending(&self) -> (usize, u64) {
         let st = self.state.lock().unwrap();
         let dirty: Vec<_> = st.files.values().filter(|f| f.is_dirty()).collect();
+        let markers = self.markers.load(Ordering::Relaxed);
         let paths = st
             .paths
             .values()
-            .filter(|s| !matches!(s, PathState::File(_)))
+            .filter(|s| match s {
+                PathState::File(_) => false,
+                PathState::Dir { .. } => markers,
+                _ => true,
+            })
             .count();
         let bytes = dirty.iter().map(|f| f.extents.data_bytes()).sum();
         (dirty.len() + paths + st.renames.len(), bytes)

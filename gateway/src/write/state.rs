@@ -271,13 +271,18 @@ impl WriteState {
                     return;
                 };
                 f.uploaded_lsn = f.uploaded_lsn.max(*upto_lsn);
-                f.uploaded = Some((key.clone(), etag.clone()));
-                f.cond = match etag {
-                    Some(e) => UploadCondition::Unchanged(e.clone()),
-                    None => UploadCondition::Any,
-                };
-                // Renamed while uploading: the object at the old path must go.
-                if f.path.as_deref() != Some(key.as_str()) && !self.paths.contains_key(key) {
+                if f.path.as_deref() == Some(key.as_str()) {
+                    f.uploaded = Some((key.clone(), etag.clone()));
+                    // The next upload replaces exactly this version, or reports a conflict.
+                    if f.changed_lsn <= *upto_lsn || f.cond != UploadCondition::Any {
+                        f.cond = match etag {
+                            Some(e) => UploadCondition::Unchanged(e.clone()),
+                            None => UploadCondition::Any,
+                        };
+                    }
+                } else if !self.paths.contains_key(key) {
+                    // Renamed while uploading: the object at the old path must go, and the
+                    // new path keeps its own condition.
                     self.paths.insert(key.clone(), PathState::Deleted { lsn });
                 }
             }
@@ -345,24 +350,17 @@ impl WriteState {
         }
     }
 
-    /// Drops files that are clean or unlinked (nothing to upload, no handle can exist after a
-    /// restart); returns how many were dropped.
-    pub fn drop_settled(&mut self, keep: &dyn Fn(FileId) -> bool) -> usize {
-        let gone: Vec<FileId> = self
+    /// Files that are clean or unlinked (nothing to upload) and that `keep` does not hold:
+    /// the caller journals a [`Meta::Discard`] for each, so a replay drops them at the same
+    /// point of the log as the live state did.
+    pub fn settled(&self, keep: &dyn Fn(FileId) -> bool) -> Vec<FileId> {
+        let mut out: Vec<FileId> = self
             .files
             .values()
             .filter(|f| !f.is_dirty() && !keep(f.fid))
             .map(|f| f.fid)
             .collect();
-        for fid in &gone {
-            if let Some(f) = self.files.remove(fid) {
-                if let Some(p) = f.path {
-                    if self.paths.get(&p) == Some(&PathState::File(*fid)) {
-                        self.paths.remove(&p);
-                    }
-                }
-            }
-        }
-        gone.len()
+        out.sort_unstable();
+        out
     }
 }
