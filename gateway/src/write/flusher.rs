@@ -333,6 +333,18 @@ impl Flusher {
 
     /// Uploads file `fid` as it is now (a snapshot: later writes make it dirty again).
     async fn upload(&self, fid: FileId) -> Done {
+        struct InFlight<'a>(&'a std::sync::atomic::AtomicU64);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.wb.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _counted = InFlight(&self.wb.in_flight);
+        self.upload_inner(fid).await
+    }
+
+    async fn upload_inner(&self, fid: FileId) -> Done {
         let _g = self.wb.bucket_lock.read().await;
         let snap = self.wb.with_state(|st| {
             let f = st.files.get(&fid)?;

@@ -123,6 +123,9 @@ pub struct WriteBack {
     /// False once the store said it cannot hold directory markers: empty directories created
     /// here then stay in the journal (they exist on this mount only).
     pub(crate) markers: std::sync::atomic::AtomicBool,
+    /// Bucket operations of the flusher under way (an upload of a file unlinked meanwhile
+    /// leaves a delete to do when it ends, so a drain must wait for it).
+    pub(crate) in_flight: AtomicU64,
     stats: WriteStats,
 }
 
@@ -229,6 +232,7 @@ impl WriteBack {
             bucket_lock: tokio::sync::RwLock::new(()),
             force_gen: AtomicU64::new(0),
             markers: std::sync::atomic::AtomicBool::new(true),
+            in_flight: AtomicU64::new(0),
             stats,
         });
         // No handle survives a restart: files with nothing to upload go now (journaled).
@@ -638,7 +642,8 @@ impl WriteBack {
             })
             .count();
         let bytes = dirty.iter().map(|f| f.extents.data_bytes()).sum();
-        (dirty.len() + paths + st.renames.len(), bytes)
+        let running = self.in_flight.load(Ordering::SeqCst) as usize;
+        (dirty.len() + paths + st.renames.len() + running, bytes)
     }
 }
 

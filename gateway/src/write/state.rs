@@ -268,6 +268,10 @@ impl WriteState {
                 size: _,
             } => {
                 let Some(f) = self.files.get_mut(fid) else {
+                    // Unlinked (and dropped) while its upload ran: the object must go.
+                    if !self.paths.contains_key(key) {
+                        self.paths.insert(key.clone(), PathState::Deleted { lsn });
+                    }
                     return;
                 };
                 f.uploaded_lsn = f.uploaded_lsn.max(*upto_lsn);
