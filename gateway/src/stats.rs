@@ -46,6 +46,37 @@ pub struct StatsSnapshot {
     pub inodes: u64,
     /// Keys not shown because they cannot be file names.
     pub invalid_keys: u64,
+    /// Write-back state, when the mount takes writes.
+    pub write: Option<WriteStatsSnapshot>,
+}
+
+/// What the write-back path holds and has done.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriteStatsSnapshot {
+    /// Bytes written and not yet in the bucket.
+    pub dirty_bytes: u64,
+    /// Files, deletes, directory markers and renames waiting for the bucket.
+    pub pending: u64,
+    /// Seconds since the oldest change not yet in the bucket was made (0 when none).
+    pub oldest_pending_secs: f64,
+    /// Bytes accepted from writers.
+    pub bytes_written: u64,
+    /// Bytes uploaded.
+    pub bytes_uploaded: u64,
+    /// Objects uploaded.
+    pub uploads: u64,
+    /// Failed attempts (retried).
+    pub upload_failures: u64,
+    /// Uploads that met a changed object (kept under a conflict name).
+    pub conflicts: u64,
+    /// fsync/fdatasync/close calls.
+    pub syncs: u64,
+    /// Writers that waited for the flusher.
+    pub throttled_writes: u64,
+    /// Upload rate over the last minute, bytes per second.
+    pub upload_rate: f64,
+    /// Journal size on disk.
+    pub journal_bytes: u64,
 }
 
 impl Gateway {
@@ -86,6 +117,32 @@ impl Gateway {
             open_files: m.open_files.get(),
             inodes: self.namespace().inode_count() as u64,
             invalid_keys: m.invalid_keys.get(),
+            write: self.write_back().map(|wb| {
+                let st = wb.stats();
+                let (pending, dirty_bytes) = wb.pending();
+                WriteStatsSnapshot {
+                    dirty_bytes,
+                    pending: pending as u64,
+                    oldest_pending_secs: self
+                        .flusher
+                        .as_ref()
+                        .map(|f| f.oldest_pending().as_secs_f64())
+                        .unwrap_or(0.0),
+                    bytes_written: st.bytes_written.load(Ordering::Relaxed),
+                    bytes_uploaded: st.bytes_uploaded.load(Ordering::Relaxed),
+                    uploads: st.uploads.load(Ordering::Relaxed),
+                    upload_failures: st.upload_failures.load(Ordering::Relaxed),
+                    conflicts: st.conflicts.load(Ordering::Relaxed),
+                    syncs: st.syncs.load(Ordering::Relaxed),
+                    throttled_writes: st.throttled_writes.load(Ordering::Relaxed),
+                    upload_rate: self
+                        .flusher
+                        .as_ref()
+                        .map(|f| f.upload_rate())
+                        .unwrap_or(0.0),
+                    journal_bytes: wb.journal_bytes(),
+                }
+            }),
         }
     }
 
@@ -164,6 +221,87 @@ impl Gateway {
              # TYPE cairn_cache_l2_degraded gauge\ncairn_cache_l2_degraded {}\n",
             s.l2_degraded as u8
         ));
+        if let Some(w) = &s.write {
+            let series: [(&str, &str, &str, f64); 12] = [
+                (
+                    "cairn_write_dirty_bytes",
+                    "gauge",
+                    "Bytes written and not yet in the bucket",
+                    w.dirty_bytes as f64,
+                ),
+                (
+                    "cairn_write_pending_items",
+                    "gauge",
+                    "Files, deletes, markers and renames waiting for the bucket",
+                    w.pending as f64,
+                ),
+                (
+                    "cairn_write_oldest_pending_seconds",
+                    "gauge",
+                    "Age of the oldest change not yet in the bucket",
+                    w.oldest_pending_secs,
+                ),
+                (
+                    "cairn_write_bytes_total",
+                    "counter",
+                    "Bytes accepted from writers",
+                    w.bytes_written as f64,
+                ),
+                (
+                    "cairn_write_uploaded_bytes_total",
+                    "counter",
+                    "Bytes uploaded to the bucket",
+                    w.bytes_uploaded as f64,
+                ),
+                (
+                    "cairn_write_uploads_total",
+                    "counter",
+                    "Objects uploaded",
+                    w.uploads as f64,
+                ),
+                (
+                    "cairn_write_upload_failures_total",
+                    "counter",
+                    "Failed bucket writes (retried)",
+                    w.upload_failures as f64,
+                ),
+                (
+                    "cairn_write_conflicts_total",
+                    "counter",
+                    "Uploads that met a changed object and went to a conflict name",
+                    w.conflicts as f64,
+                ),
+                (
+                    "cairn_write_syncs_total",
+                    "counter",
+                    "fsync, fdatasync and close calls made durable",
+                    w.syncs as f64,
+                ),
+                (
+                    "cairn_write_throttled_total",
+                    "counter",
+                    "Writers that waited for the flusher (dirty bound)",
+                    w.throttled_writes as f64,
+                ),
+                (
+                    "cairn_write_upload_rate_bytes",
+                    "gauge",
+                    "Upload rate over the last minute, bytes per second",
+                    w.upload_rate,
+                ),
+                (
+                    "cairn_write_journal_bytes",
+                    "gauge",
+                    "Journal size on disk",
+                    w.journal_bytes as f64,
+                ),
+            ];
+            for (name, kind, help, v) in series {
+                out.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+                ));
+            }
+        }
         out
     }
 }
@@ -231,6 +369,24 @@ impl StatsSnapshot {
             self.inodes,
             self.invalid_keys
         ));
+        match &self.write {
+            Some(w) => out.push_str(&format!(
+                "writes: {} dirty, {} pending, oldest pending {:.1} s, journal {}\n\
+                 uploaded {} in {} objects ({}/s over the last minute), {} failed attempts, {} conflicts, {} syncs, {} throttled writes\n",
+                human(w.dirty_bytes),
+                w.pending,
+                w.oldest_pending_secs,
+                human(w.journal_bytes),
+                human(w.bytes_uploaded),
+                w.uploads,
+                human(w.upload_rate as u64),
+                w.upload_failures,
+                w.conflicts,
+                w.syncs,
+                w.throttled_writes
+            )),
+            None => out.push_str("writes: off (read-only mount)\n"),
+        }
         out
     }
 }

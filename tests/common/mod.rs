@@ -794,6 +794,24 @@ impl S3Server {
             .collect()
     }
 
+    /// Every object under `prefix` as key -> (size, sha256), read back by an independent client
+    /// (boto3).
+    pub fn hashes(&self, prefix: &str) -> std::collections::BTreeMap<String, (u64, String)> {
+        let out = self.admin(&["hashes", &self.bucket, "--prefix", prefix], None);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let key = json_field(l, "key").unwrap_or_else(|| panic!("bad line {l}"));
+                let size = json_field(l, "size")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("bad line {l}"));
+                let sha = json_field(l, "sha256").unwrap_or_else(|| panic!("bad line {l}"));
+                (key, (size, sha))
+            })
+            .collect()
+    }
+
     /// The object's size, or None when it does not exist.
     pub fn head(&self, key: &str) -> Option<u64> {
         let out = self.admin_with_creds(

@@ -102,6 +102,23 @@ def cmd_list(args):
             print(json.dumps({"key": obj["Key"], "size": obj["Size"]}))
 
 
+def cmd_hashes(args):
+    """Every object under the prefix with its size and sha256, read back with a plain GET."""
+    import hashlib
+
+    s3 = client(args)
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=args.bucket, Prefix=args.prefix or ""):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=args.bucket, Key=obj["Key"])["Body"]
+            h = hashlib.sha256()
+            n = 0
+            for chunk in iter(lambda: body.read(1 << 20), b""):
+                h.update(chunk)
+                n += len(chunk)
+            print(json.dumps({"key": obj["Key"], "size": n, "sha256": h.hexdigest()}))
+
+
 def cmd_head(args):
     s3 = client(args)
     try:
@@ -194,6 +211,11 @@ def main():
     s.add_argument("bucket")
     s.add_argument("--prefix")
     s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("hashes")
+    s.add_argument("bucket")
+    s.add_argument("--prefix")
+    s.set_defaults(fn=cmd_hashes)
 
     s = sub.add_parser("head")
     s.add_argument("bucket")

@@ -44,6 +44,11 @@ pub struct Flusher {
     prefix: String,
     on_change: ChangeHook,
     changed_at: std::sync::Mutex<HashMap<FileId, Instant>>,
+    /// When each file with changes not yet uploaded first changed (for the oldest-pending age).
+    dirty_since: std::sync::Mutex<HashMap<FileId, Instant>>,
+    /// (when, bytes) of recent uploads, for the upload rate.
+    recent: std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>,
+    started: Instant,
     backoff: std::sync::Mutex<HashMap<Work, Backoff>>,
     last_checkpoint: std::sync::Mutex<Instant>,
 }
@@ -68,6 +73,9 @@ impl Flusher {
             prefix,
             on_change,
             changed_at: std::sync::Mutex::new(HashMap::new()),
+            dirty_since: std::sync::Mutex::new(HashMap::new()),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            started: Instant::now(),
             backoff: std::sync::Mutex::new(HashMap::new()),
             last_checkpoint: std::sync::Mutex::new(Instant::now()),
         })
@@ -75,8 +83,53 @@ impl Flusher {
 
     /// Notes that file `fid` just changed (restarts its quiet period).
     pub fn touched(&self, fid: FileId) {
-        self.changed_at.lock().unwrap().insert(fid, Instant::now());
+        let now = Instant::now();
+        self.changed_at.lock().unwrap().insert(fid, now);
+        self.dirty_since.lock().unwrap().entry(fid).or_insert(now);
         self.wb.wake.notify_one();
+    }
+
+    /// How long the oldest change not yet in the bucket has waited (changes replayed from the
+    /// journal count from this start).
+    pub fn oldest_pending(&self) -> Duration {
+        let (pending, _) = self.wb.pending();
+        if pending == 0 {
+            return Duration::ZERO;
+        }
+        let since = self.dirty_since.lock().unwrap();
+        let dirty = self.wb.with_state(|st| {
+            st.files
+                .values()
+                .filter(|f| f.is_dirty())
+                .map(|f| f.fid)
+                .collect::<Vec<_>>()
+        });
+        dirty
+            .iter()
+            .map(|fid| since.get(fid).copied().unwrap_or(self.started))
+            .min()
+            .unwrap_or(self.started)
+            .elapsed()
+    }
+
+    /// Bytes per second uploaded over the last minute.
+    pub fn upload_rate(&self) -> f64 {
+        let mut r = self.recent.lock().unwrap();
+        while r
+            .front()
+            .is_some_and(|(t, _)| t.elapsed() > Duration::from_secs(60))
+        {
+            r.pop_front();
+        }
+        let window = self
+            .started
+            .elapsed()
+            .min(Duration::from_secs(60))
+            .as_secs_f64();
+        if window <= 0.0 {
+            return 0.0;
+        }
+        r.iter().map(|(_, b)| *b as f64).sum::<f64>() / window
     }
 
     /// Runs rounds until `stop` turns true.
@@ -184,10 +237,24 @@ impl Flusher {
         if let Err(e) = self.wb.drop_settled() {
             tracing::warn!("cannot journal settled files (will retry): {e}");
         }
+        let (live, dirty): (HashSet<FileId>, HashSet<FileId>) = self.wb.with_state(|st| {
+            (
+                st.files.keys().copied().collect(),
+                st.files
+                    .values()
+                    .filter(|f| f.is_dirty())
+                    .map(|f| f.fid)
+                    .collect(),
+            )
+        });
         self.changed_at
             .lock()
             .unwrap()
-            .retain(|fid, _| self.wb.with_state(|st| st.files.contains_key(fid)));
+            .retain(|fid, _| live.contains(fid));
+        self.dirty_since
+            .lock()
+            .unwrap()
+            .retain(|fid, _| dirty.contains(fid));
         if let Err(e) = self.reclaim().await {
             tracing::warn!("journal space reclamation failed (will retry): {e}");
         }
@@ -380,6 +447,10 @@ impl Flusher {
             .stats()
             .bytes_uploaded
             .fetch_add(size, Ordering::Relaxed);
+        self.recent
+            .lock()
+            .unwrap()
+            .push_back((Instant::now(), size));
         self.wb.stats().uploads.fetch_add(1, Ordering::Relaxed);
         (self.on_change)(&path, Some(&info));
         if let Err(e) = self.wb.record(Meta::Uploaded {

@@ -621,6 +621,11 @@ impl WriteBack {
         format!("{:?}", self.state.lock().unwrap().paths)
     }
 
+    /// Bytes of journal segments on disk.
+    pub fn journal_bytes(&self) -> u64 {
+        self.journal.segments().iter().map(|(_, b)| b).sum()
+    }
+
     /// Asks the flusher to upload everything now, without waiting for the quiet period.
     pub fn request_flush(&self) {
         self.force_gen.fetch_add(1, Ordering::Relaxed);
