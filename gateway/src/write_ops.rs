@@ -8,8 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use bytes::Bytes;
 
 use crate::error::{FsError, FsResult};
 use crate::gateway::{Gateway, Handle, HandleId, Opened};
@@ -175,28 +174,16 @@ impl Gateway {
         };
         let fid = wb.create(path, cond, 0o644, true)?;
         let result = async {
-            if attr.size == 0 {
-                return Ok(());
-            }
-            let mut stream = self
-                .store
-                .get_range(&key, 0..attr.size, attr.etag.as_deref())
-                .await
-                .map_err(|e| FsError::from_store(e, &key))?;
-            let mut buf = BytesMut::with_capacity(COPY_CHUNK);
+            // Through the block cache: bytes read recently cost no GET.
+            let (reader, _) = self.bucket_reader(ino).await?;
             let mut offset = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| FsError::from_store(e, &key))?;
-                buf.extend_from_slice(&chunk);
-                if buf.len() >= COPY_CHUNK {
-                    wb.write(fid, offset, &buf)?;
-                    offset += buf.len() as u64;
-                    buf.clear();
+            while offset < attr.size {
+                let chunk = reader.read(offset, COPY_CHUNK as u64).await?;
+                if chunk.is_empty() {
+                    break;
                 }
-            }
-            if !buf.is_empty() {
-                wb.write(fid, offset, &buf)?;
-                offset += buf.len() as u64;
+                wb.write(fid, offset, &chunk)?;
+                offset += chunk.len() as u64;
             }
             if offset != attr.size {
                 return Err(FsError::Io(format!(

@@ -128,6 +128,10 @@ pub struct Namespace {
     inodes: Mutex<HashMap<Ino, Arc<Inode>>>,
     by_path: Mutex<HashMap<(Arc<str>, NodeKind), Ino>>,
     listings: Mutex<HashMap<Ino, Arc<DirListing>>>,
+    /// Listings dropped by an invalidation, kept to answer from while the store is unreachable.
+    stale_listings: Mutex<HashMap<Ino, Arc<DirListing>>>,
+    /// Last time an "answering from the last listing" warning was logged.
+    outage_warned: Mutex<Option<Instant>>,
     negative: Mutex<HashMap<(Ino, String), Instant>>,
     warned_keys: Mutex<HashSet<String>>,
     metrics: Arc<Metrics>,
@@ -171,6 +175,8 @@ impl Namespace {
             inodes: Mutex::new(inodes),
             by_path: Mutex::new(by_path),
             listings: Mutex::new(HashMap::new()),
+            stale_listings: Mutex::new(HashMap::new()),
+            outage_warned: Mutex::new(None),
             negative: Mutex::new(HashMap::new()),
             warned_keys: Mutex::new(HashSet::new()),
             metrics,
@@ -268,6 +274,31 @@ impl Namespace {
         }
     }
 
+    /// The last listing of `dir` known, however old (for answers while the store is down).
+    fn last_listing(&self, dir: Ino) -> Option<Arc<DirListing>> {
+        if let Some(l) = self.listings.lock().unwrap().get(&dir) {
+            return Some(l.clone());
+        }
+        self.stale_listings.lock().unwrap().get(&dir).cloned()
+    }
+
+    /// True for errors that mean "the store did not answer" (after retries), as opposed to
+    /// answers such as not-found or access-denied.
+    fn unreachable(e: &StoreError) -> bool {
+        matches!(e, StoreError::Transient(_) | StoreError::Throttled(_))
+    }
+
+    fn warn_outage(&self, what: &str, e: &StoreError) {
+        let mut last = self.outage_warned.lock().unwrap();
+        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                "{} is unreachable ({e}); {what} from what this mount last saw",
+                self.store.describe()
+            );
+        }
+    }
+
     fn fresh_listing(&self, dir: Ino) -> Option<Arc<DirListing>> {
         let l = self.listings.lock().unwrap().get(&dir).cloned()?;
         (l.fetched.elapsed() < self.cfg.metadata_ttl).then_some(l)
@@ -319,6 +350,32 @@ impl Namespace {
             self.store.head(&file_key),
             self.store.list(&dir_prefix, None, Some(1))
         );
+        // The store is down: answer from the last listing of the parent, or from what we
+        // know of this very name (writes go on; uploads wait in the journal).
+        let outage = [&head.as_ref().err(), &list.as_ref().err()]
+            .into_iter()
+            .flatten()
+            .find(|e| Self::unreachable(e))
+            .map(|e| e.to_string());
+        if let Some(err) = outage {
+            let e = StoreError::Transient(err);
+            if let Some(l) = self.last_listing(parent) {
+                self.warn_outage("names are resolved", &e);
+                return l.get(name).map(|e| e.attr.clone()).ok_or(FsError::NotFound);
+            }
+            let known = {
+                let by_path = self.by_path.lock().unwrap();
+                [NodeKind::Dir, NodeKind::File]
+                    .into_iter()
+                    .find_map(|k| by_path.get(&(Arc::<str>::from(path.as_str()), k)).copied())
+            };
+            if let Some(ino) = known {
+                self.warn_outage("names are resolved", &e);
+                let node = self.inode(ino)?;
+                return Ok(self.attr_of(ino, &node));
+            }
+            return Err(FsError::from_store(e, &file_key));
+        }
         let is_dir = match list {
             Ok(p) => !p.objects.is_empty() || !p.prefixes.is_empty(),
             Err(StoreError::NotFound(_)) => false,
@@ -365,11 +422,14 @@ impl Namespace {
         let stale = node.state.lock().unwrap().validated.elapsed() >= self.cfg.metadata_ttl;
         if node.kind == NodeKind::File && stale {
             let key = self.file_key(&node.path());
-            let info = self
-                .store
-                .head(&key)
-                .await
-                .map_err(|e| FsError::from_store(e, &key))?;
+            let info = match self.store.head(&key).await {
+                Ok(info) => info,
+                Err(e) if Self::unreachable(&e) => {
+                    self.warn_outage("attributes are served", &e);
+                    return Ok(self.attr_of(ino, &node));
+                }
+                Err(e) => return Err(FsError::from_store(e, &key)),
+            };
             return Ok(self.intern(&node.path(), NodeKind::File, Some(&info)));
         }
         Ok(self.attr_of(ino, &node))
@@ -390,7 +450,17 @@ impl Namespace {
         let mut attempts = 0;
         loop {
             let generation = self.generation.load(Ordering::SeqCst);
-            let base = self.list_bucket_dir(ino, &dir).await?;
+            let base = match self.list_bucket_dir(ino, &dir).await {
+                Ok(b) => b,
+                Err(FsError::Io(m)) => match self.last_listing(ino) {
+                    Some(l) => {
+                        self.warn_outage("directories are listed", &StoreError::Transient(m));
+                        l
+                    }
+                    None => return Err(FsError::Io(m)),
+                },
+                Err(e) => return Err(e),
+            };
             attempts += 1;
             if self.generation.load(Ordering::SeqCst) == generation || attempts >= 4 {
                 return Ok(self.merge_local(&dir.path(), base));
@@ -581,7 +651,9 @@ impl Namespace {
         loop {
             let (parent, name) = child.rsplit_once('/').unwrap_or(("", child));
             if let Some(&pino) = by_path.get(&(Arc::<str>::from(parent), NodeKind::Dir)) {
-                listings.remove(&pino);
+                if let Some(l) = listings.remove(&pino) {
+                    self.stale_listings.lock().unwrap().insert(pino, l);
+                }
                 negative.remove(&(pino, name.to_string()));
             }
             if parent.is_empty() {
@@ -628,6 +700,7 @@ impl Namespace {
         drop(inodes);
         drop(by_path);
         self.listings.lock().unwrap().clear();
+        self.stale_listings.lock().unwrap().clear();
         self.negative.lock().unwrap().clear();
     }
 

@@ -439,7 +439,13 @@ impl Flusher {
         let info = match result {
             Ok(info) => info,
             Err(StoreError::Precondition(m)) => {
-                return self.conflict(fid, &path, &extents, size, &m).await
+                match self.already_there(&key, &extents, size).await {
+                    // An earlier attempt of this very upload landed (the daemon died before it
+                    // could journal that): nothing changed under us.
+                    Ok(Some(info)) => info,
+                    Ok(None) => return self.conflict(fid, &path, &extents, size, &m).await,
+                    Err(e) => return Done::Retry(e),
+                }
             }
             Err(e) => return Done::Retry(e),
         };
@@ -543,6 +549,41 @@ impl Flusher {
             offset += n;
         }
         up.complete().await
+    }
+
+    /// The object at `key` if it already holds exactly the bytes of `extents` (compared part by
+    /// part), else `None`.
+    async fn already_there(
+        &self,
+        key: &str,
+        extents: &ExtentMap,
+        size: u64,
+    ) -> Result<Option<ObjectInfo>, StoreError> {
+        let info = match self.store.head(key).await {
+            Ok(i) => i,
+            Err(StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if info.size != size {
+            return Ok(None);
+        }
+        let part = self.wb.config().part_size.max(1 << 20);
+        let mut offset = 0;
+        while offset < size {
+            let n = part.min(size - offset);
+            let ours = self.read_snapshot(extents, offset, n).await?;
+            let theirs = crate::store::collect_stream(
+                self.store
+                    .get_range(key, offset..offset + n, info.etag.as_deref())
+                    .await?,
+            )
+            .await?;
+            if ours != theirs {
+                return Ok(None);
+            }
+            offset += n;
+        }
+        Ok(Some(info))
     }
 
     async fn check_condition(&self, key: &str, cond: &PutCondition) -> Result<(), StoreError> {

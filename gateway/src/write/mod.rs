@@ -432,8 +432,13 @@ impl WriteBack {
         }
     }
 
-    /// Writes `data` at `offset` of file `fid` (journal append; not yet durable).
+    /// Writes `data` at `offset` of file `fid` (journal append; not yet durable). Data never
+    /// takes the journal disk's last [`META_RESERVE`] bytes: namespace and upload records
+    /// still fit then, so a full disk refuses writes (ENOSPC) but uploads and deletes go on.
     pub fn write(&self, fid: FileId, offset: u64, data: &[u8]) -> FsResult<()> {
+        if free_bytes(&self.cfg.journal_dir).is_some_and(|f| f < META_RESERVE + data.len() as u64) {
+            return Err(FsError::NoSpace);
+        }
         let header = records::write_header(fid, offset);
         let mut st = self.state.lock().unwrap();
         if !st.files.contains_key(&fid) {
@@ -650,6 +655,21 @@ impl WriteBack {
         let running = self.in_flight.load(Ordering::SeqCst) as usize;
         (dirty.len() + paths + st.renames.len() + running, bytes)
     }
+}
+
+/// Journal disk space kept for metadata records when data writes are refused.
+pub const META_RESERVE: u64 = 4 << 20;
+
+/// Bytes available to us on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 fn attr_of(f: &state::LocalFile) -> LocalAttr {
