@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: build cairn, mount the embedded default (a local directory
-# acting as the bucket) with demo data, show a listing and a read through the mount, unmount.
+# acting as the bucket) with demo data, show a listing and a read through the mount, write a file
+# through it and see it land in the bucket, unmount.
 #
 #   scripts/demo.sh            # mounts at /tmp/cairn-demo/mnt and unmounts when done
 #   KEEP_MOUNTED=1 scripts/demo.sh   # leaves it mounted for you to explore
@@ -27,7 +28,8 @@ mnt=$demo/mnt
 if mountpoint -q "$mnt" 2>/dev/null || grep -qs " $mnt " /proc/self/mountinfo; then
   "$cairn" unmount "$mnt" || fusermount3 -uz "$mnt"
 fi
-mkdir -p "$bucket/datasets/imagenet-mini/train" "$bucket/checkpoints" "$mnt"
+rm -rf "$demo/cache"
+mkdir -p "$bucket/datasets/imagenet-mini/train" "$bucket/checkpoints" "$mnt" "$demo/cache"
 log "writing demo data into $bucket (the local 'bucket')"
 echo "cairn demo: this file is an object in a local directory bucket" > "$bucket/README.txt"
 for i in $(seq -w 1 20); do
@@ -35,8 +37,9 @@ for i in $(seq -w 1 20); do
 done
 head -c $((64 << 20)) /dev/urandom > "$bucket/checkpoints/model-0001.safetensors"
 
-log "mounting file://$bucket at $mnt"
-"$cairn" mount "file://$bucket" "$mnt" --log-file "$demo/cairn.log"
+rm -f "$bucket/checkpoints/model-0002.safetensors"
+log "mounting file://$bucket at $mnt (cache and write journal in $demo/cache)"
+"$cairn" mount "file://$bucket" "$mnt" --cache-dir "$demo/cache" --log-file "$demo/cairn.log"
 cleanup() { [ "${KEEP_MOUNTED:-0}" = 1 ] || "$cairn" unmount "$mnt"; }
 trap cleanup EXIT
 
@@ -48,6 +51,18 @@ a=$(sha256sum < "$bucket/checkpoints/model-0001.safetensors" | cut -d' ' -f1)
 b=$(sha256sum < "$mnt/checkpoints/model-0001.safetensors" | cut -d' ' -f1)
 echo "bucket: $a"; echo "mount:  $b"
 [ "$a" = "$b" ] && echo "identical" || { echo "MISMATCH"; exit 1; }
+echo
+echo "\$ cp (a new checkpoint written through the mount), then cairn flush"
+head -c $((32 << 20)) /dev/urandom > "$demo/new.bin"
+cp "$demo/new.bin" "$mnt/checkpoints/model-0002.safetensors"
+"$cairn" flush "$mnt"
+a=$(sha256sum < "$demo/new.bin" | cut -d' ' -f1)
+b=$(sha256sum < "$bucket/checkpoints/model-0002.safetensors" | cut -d' ' -f1)
+echo "written: $a"; echo "bucket:  $b"
+[ "$a" = "$b" ] && echo "identical: the object is in the bucket" || { echo "MISMATCH"; exit 1; }
+rm -f "$demo/new.bin"
+echo
+echo "\$ cairn stats $mnt"; "$cairn" stats "$mnt"
 echo
 if [ "${KEEP_MOUNTED:-0}" = 1 ]; then
   log "left mounted at $mnt; unmount with: $cairn unmount $mnt"
