@@ -1,9 +1,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use bytes::Bytes;
-use lru::LruCache;
+use std::collections::HashMap;
 
+use bytes::Bytes;
+
+use crate::policy::{new_policy, EvictionPolicy, PolicyKind};
 use crate::BlockKey;
 
 /// Counters of the RAM tier, read by the metrics exporter and `cairn stats`.
@@ -22,24 +24,33 @@ pub struct L1Stats {
 }
 
 struct Inner {
-    lru: LruCache<BlockKey, Bytes>,
+    blocks: HashMap<BlockKey, Bytes>,
+    policy: Box<dyn EvictionPolicy<BlockKey>>,
     used: u64,
     budget: u64,
 }
 
-/// The RAM tier: `Bytes` blocks under a byte budget (not an entry count), least recently used
-/// evicted first. Cloning a hit is zero-copy (`Bytes` is reference counted).
+/// The RAM tier: `Bytes` blocks under a byte budget (not an entry count); the victim is chosen
+/// by an eviction policy (default: the adaptive one measured best on training traces, see
+/// docs/BENCHMARKS.md). Cloning a hit is zero-copy (`Bytes` is reference counted).
 pub struct L1Cache {
     inner: Mutex<Inner>,
     stats: L1Stats,
 }
 
 impl L1Cache {
-    /// Creates an empty cache holding at most `budget` bytes of block data.
+    /// Creates an empty cache holding at most `budget` bytes of block data, evicting with the
+    /// default policy.
     pub fn new(budget: u64) -> Self {
+        Self::with_policy(budget, PolicyKind::default())
+    }
+
+    /// Creates an empty cache evicting with `policy`.
+    pub fn with_policy(budget: u64, policy: PolicyKind) -> Self {
         Self {
             inner: Mutex::new(Inner {
-                lru: LruCache::unbounded(),
+                blocks: HashMap::new(),
+                policy: new_policy(policy),
                 used: 0,
                 budget,
             }),
@@ -47,9 +58,22 @@ impl L1Cache {
         }
     }
 
-    /// Returns the block if cached, marking it recently used.
+    /// The eviction policy's name.
+    pub fn policy_name(&self) -> &'static str {
+        self.inner.lock().unwrap().policy.name()
+    }
+
+    /// Returns the block if cached (the policy learns of the hit, or of the miss).
     pub fn get(&self, key: &BlockKey) -> Option<Bytes> {
-        let hit = self.inner.lock().unwrap().lru.get(key).cloned();
+        let hit = {
+            let mut inner = self.inner.lock().unwrap();
+            let hit = inner.blocks.get(key).cloned();
+            match &hit {
+                Some(_) => inner.policy.on_hit(key),
+                None => inner.policy.on_miss(key),
+            }
+            hit
+        };
         match &hit {
             Some(b) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -66,24 +90,24 @@ impl L1Cache {
 
     /// Returns true when the block is cached, without touching recency or counters.
     pub fn contains(&self, key: &BlockKey) -> bool {
-        self.inner.lock().unwrap().lru.contains(key)
+        self.inner.lock().unwrap().blocks.contains_key(key)
     }
 
-    /// Inserts a block, evicting least recently used blocks to stay within the budget.
+    /// Inserts a block, evicting blocks the policy picks to stay within the budget.
     /// A block larger than the whole budget is not admitted.
     pub fn insert(&self, key: BlockKey, data: Bytes) {
         let len = data.len() as u64;
         let mut inner = self.inner.lock().unwrap();
+        // Never leave an older value behind for this key.
+        if let Some(old) = inner.blocks.remove(&key) {
+            inner.used -= old.len() as u64;
+            inner.policy.on_remove(&key);
+        }
         if len > inner.budget {
-            // Never leave an older value behind for this key.
-            if let Some(old) = inner.lru.pop(&key) {
-                inner.used -= old.len() as u64;
-            }
             return;
         }
-        if let Some(old) = inner.lru.put(key, data) {
-            inner.used -= old.len() as u64;
-        }
+        inner.policy.on_insert(key.clone(), len);
+        inner.blocks.insert(key, data);
         inner.used += len;
         self.stats.bytes_admitted.fetch_add(len, Ordering::Relaxed);
         self.evict_to_budget(&mut inner);
@@ -94,14 +118,15 @@ impl L1Cache {
     pub fn invalidate_object(&self, object: &str, keep_version: &str) {
         let mut inner = self.inner.lock().unwrap();
         let stale: Vec<BlockKey> = inner
-            .lru
-            .iter()
-            .filter(|(k, _)| &*k.object == object && &*k.version != keep_version)
-            .map(|(k, _)| k.clone())
+            .blocks
+            .keys()
+            .filter(|k| &*k.object == object && &*k.version != keep_version)
+            .cloned()
             .collect();
         for k in stale {
-            if let Some(b) = inner.lru.pop(&k) {
+            if let Some(b) = inner.blocks.remove(&k) {
                 inner.used -= b.len() as u64;
+                inner.policy.on_remove(&k);
             }
         }
     }
@@ -130,12 +155,12 @@ impl L1Cache {
 
     fn evict_to_budget(&self, inner: &mut Inner) {
         while inner.used > inner.budget {
-            match inner.lru.pop_lru() {
-                Some((_, b)) => {
-                    inner.used -= b.len() as u64;
-                    self.stats.evictions.fetch_add(1, Ordering::Relaxed);
-                }
-                None => break,
+            let Some(victim) = inner.policy.evict() else {
+                break;
+            };
+            if let Some(b) = inner.blocks.remove(&victim) {
+                inner.used -= b.len() as u64;
+                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -154,7 +179,7 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_by_bytes() {
-        let c = L1Cache::new(10);
+        let c = L1Cache::with_policy(10, PolicyKind::Lru);
         c.insert(key("a", "1", 0), Bytes::from(vec![0u8; 4]));
         c.insert(key("a", "1", 1), Bytes::from(vec![1u8; 4]));
         assert!(c.get(&key("a", "1", 0)).is_some()); // 0 is now most recent
@@ -203,8 +228,11 @@ mod tests {
         /// Random insert/get/resize sequences never return bytes other than those inserted last
         /// for that key, and never hold more than the budget.
         #[test]
-        fn never_wrong_bytes_never_over_budget(ops in proptest::collection::vec(op(), 1..200)) {
-            let c = L1Cache::new(100);
+        fn never_wrong_bytes_never_over_budget(
+            ops in proptest::collection::vec(op(), 1..200),
+            kind in proptest::sample::select(PolicyKind::ALL.to_vec()),
+        ) {
+            let c = L1Cache::with_policy(100, kind);
             let mut model: HashMap<u8, Bytes> = HashMap::new();
             for op in ops {
                 match op {
@@ -221,6 +249,10 @@ mod tests {
                     Op::Resize(b) => c.resize(b as u64),
                 }
                 prop_assert!(c.used() <= c.budget());
+                let inner = c.inner.lock().unwrap();
+                let held: u64 = inner.blocks.values().map(|b| b.len() as u64).sum();
+                prop_assert_eq!(held, inner.used);
+                prop_assert_eq!(inner.policy.tracked_bytes(), inner.used);
             }
         }
     }

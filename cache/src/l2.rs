@@ -106,6 +106,9 @@ pub struct L2Cache {
     degraded: AtomicBool,
     degraded_since: Mutex<Option<Instant>>,
     stats: L2Stats,
+    /// Held for the whole of an insert and by resizes: a block admitted under the old budget
+    /// cannot land after a shrink returned.
+    admission: Mutex<()>,
     _lock: File,
 }
 
@@ -224,6 +227,7 @@ impl L2Cache {
             min_free: AtomicU64::new(cfg.min_free),
             degraded: AtomicBool::new(false),
             degraded_since: Mutex::new(None),
+            admission: Mutex::new(()),
             stats: L2Stats::default(),
             _lock: lock,
         };
@@ -367,6 +371,7 @@ impl L2Cache {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let _admission = self.admission.lock().unwrap();
         if self.contains(&key) {
             return;
         }
@@ -518,6 +523,7 @@ impl L2Cache {
 
     /// Changes the byte budget; a shrink evicts down to it before returning.
     pub fn resize(&self, budget: u64) {
+        let _admission = self.admission.lock().unwrap();
         self.inner.lock().unwrap().budget = budget;
         self.evict_to_fit(0);
     }

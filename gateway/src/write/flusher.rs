@@ -624,7 +624,9 @@ impl Flusher {
     /// Writes a checkpoint and deletes journal segments nothing refers to any more.
     async fn reclaim(&self) -> Result<(), String> {
         // Nothing live: start a new segment so the old one (and its data) can go.
-        let idle = self.wb.with_state(|st| st.files.is_empty() && st.renames.is_empty());
+        let idle = self
+            .wb
+            .with_state(|st| st.files.is_empty() && st.renames.is_empty());
         let active_len = self
             .wb
             .journal()
