@@ -412,6 +412,17 @@ impl Flusher {
     }
 
     async fn upload_inner(&self, fid: FileId) -> Done {
+        match self.upload_once(fid, true).await {
+            // Our own earlier upload was found and adopted: upload again on top of it.
+            Err(true) => self.upload_once(fid, false).await.unwrap_or(Done::Ok),
+            Err(false) => Done::Ok,
+            Ok(done) => done,
+        }
+    }
+
+    /// One upload attempt; `Err(true)` when the object in the way was this mount's own earlier
+    /// upload and was adopted (try again), `Err(false)` never happens with `adopt` false.
+    async fn upload_once(&self, fid: FileId, adopt: bool) -> Result<Done, bool> {
         let _g = self.wb.bucket_lock.read().await;
         let snap = self.wb.with_state(|st| {
             let f = st.files.get(&fid)?;
@@ -427,7 +438,7 @@ impl Flusher {
             ))
         });
         let Some((path, size, extents, cond, lsn)) = snap else {
-            return Done::Ok;
+            return Ok(Done::Ok);
         };
         let key = self.key(&path);
         let put_cond = match &cond {
@@ -435,7 +446,7 @@ impl Flusher {
             UploadCondition::Absent => PutCondition::IfNoneMatch,
             UploadCondition::Unchanged(e) => PutCondition::IfMatch(e.clone()),
         };
-        let result = self.put_snapshot(&key, &extents, size, put_cond).await;
+        let result = self.put_snapshot(fid, &key, &extents, size, put_cond).await;
         let info = match result {
             Ok(info) => info,
             Err(StoreError::Precondition(m)) => {
@@ -443,11 +454,20 @@ impl Flusher {
                     // An earlier attempt of this very upload landed (the daemon died before it
                     // could journal that): nothing changed under us.
                     Ok(Some(info)) => info,
-                    Ok(None) => return self.conflict(fid, &path, &extents, size, &m).await,
-                    Err(e) => return Done::Retry(e),
+                    Ok(None) => {
+                        if adopt {
+                            match self.own_earlier_upload(fid, &key).await {
+                                Ok(true) => return Err(true),
+                                Ok(false) => {}
+                                Err(e) => return Ok(Done::Retry(e)),
+                            }
+                        }
+                        return Ok(self.conflict(fid, &path, &extents, size, &m).await);
+                    }
+                    Err(e) => return Ok(Done::Retry(e)),
                 }
             }
-            Err(e) => return Done::Retry(e),
+            Err(e) => return Ok(Done::Retry(e)),
         };
         self.wb
             .stats()
@@ -466,9 +486,42 @@ impl Flusher {
             etag: info.etag.clone(),
             size,
         }) {
-            return Done::Retry(StoreError::Other(e.to_string()));
+            return Ok(Done::Retry(StoreError::Other(e.to_string())));
         }
-        Done::Ok
+        Ok(Done::Ok)
+    }
+
+    /// True (and journaled) when the object at `key` carries the ETag of an upload of `fid`
+    /// that started before a crash and never got recorded.
+    async fn own_earlier_upload(&self, fid: FileId, key: &str) -> Result<bool, StoreError> {
+        let started = self.wb.with_state(|st| {
+            st.files
+                .get(&fid)
+                .map(|f| f.started_etags.clone())
+                .unwrap_or_default()
+        });
+        if started.is_empty() {
+            return Ok(false);
+        }
+        let current = match self.store.head(key).await {
+            Ok(info) => info,
+            Err(StoreError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let Some(etag) = current.etag else {
+            return Ok(false);
+        };
+        if !started.iter().any(|s| s == &etag) {
+            return Ok(false);
+        }
+        tracing::info!(
+            key,
+            "found this mount's own upload from before a restart; replacing it"
+        );
+        self.wb
+            .record(Meta::Adopt { fid, etag })
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        Ok(true)
     }
 
     async fn conflict(
@@ -486,7 +539,7 @@ impl Flusher {
         let conflict_path = format!("{path}.cairn-conflict-{secs}-{fid}");
         let key = self.key(&conflict_path);
         if let Err(e) = self
-            .put_snapshot(&key, extents, size, PutCondition::None)
+            .put_snapshot(0, &key, extents, size, PutCondition::None)
             .await
         {
             return Done::Retry(e);
@@ -509,9 +562,11 @@ impl Flusher {
         Done::Ok
     }
 
-    /// Writes the bytes described by `extents` (holes as zeros) to `key`.
+    /// Writes the bytes described by `extents` (holes as zeros) to `key`. For a single-part
+    /// upload of file `fid` the expected ETag is journaled (durably) first.
     async fn put_snapshot(
         &self,
+        fid: FileId,
         key: &str,
         extents: &ExtentMap,
         size: u64,
@@ -520,6 +575,17 @@ impl Flusher {
         let part = self.wb.config().part_size.max(5 << 20);
         if size <= part {
             let body = self.read_snapshot(extents, 0, size).await?;
+            if fid != 0 {
+                use md5::Digest;
+                let etag = format!("\"{:x}\"", md5::Md5::digest(&body));
+                self.wb
+                    .record(Meta::UploadStarted { fid, etag })
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                self.wb
+                    .sync()
+                    .await
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+            }
             return match self.store.put(key, body.clone(), cond.clone()).await {
                 Err(StoreError::Unsupported(_)) => {
                     // No conditional writes on this backend: check, then write.

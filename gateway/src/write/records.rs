@@ -133,6 +133,23 @@ pub enum Meta {
         /// Bytes uploaded.
         size: u64,
     },
+    /// An upload of the file is about to start; a single-part upload will get `etag` (the
+    /// MD5 of its body). Durable before the request leaves, so after a crash an object with
+    /// this ETag is known to be this mount's own upload, not someone else's change.
+    UploadStarted {
+        /// File id.
+        fid: FileId,
+        /// Expected ETag (quoted hex MD5).
+        etag: String,
+    },
+    /// The object at the file's path is this mount's own earlier upload (see
+    /// [`Meta::UploadStarted`]): the next upload replaces that version.
+    Adopt {
+        /// File id.
+        fid: FileId,
+        /// ETag of the object.
+        etag: String,
+    },
     /// The upload hit a changed object: the local version was stored under `conflict_key` and
     /// the file at its path now shows the bucket's version.
     Conflict {

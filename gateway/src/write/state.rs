@@ -35,6 +35,9 @@ pub struct LocalFile {
     /// Still being filled from the bucket: hidden and never uploaded.
     #[serde(default)]
     pub incomplete: bool,
+    /// ETags of uploads started and not yet recorded as done (see `Meta::UploadStarted`).
+    #[serde(default)]
+    pub started_etags: Vec<String>,
 }
 
 impl LocalFile {
@@ -185,6 +188,7 @@ impl WriteState {
                         uploaded_lsn: 0,
                         uploaded: None,
                         incomplete: *incomplete,
+                        started_etags: Vec::new(),
                     },
                 );
                 self.paths.insert(path.clone(), PathState::File(*fid));
@@ -275,6 +279,7 @@ impl WriteState {
                     return;
                 };
                 f.uploaded_lsn = f.uploaded_lsn.max(*upto_lsn);
+                f.started_etags.clear();
                 if f.path.as_deref() == Some(key.as_str()) {
                     f.uploaded = Some((key.clone(), etag.clone()));
                     // The next upload replaces exactly this version, or reports a conflict.
@@ -288,6 +293,20 @@ impl WriteState {
                     // Renamed while uploading: the object at the old path must go, and the
                     // new path keeps its own condition.
                     self.paths.insert(key.clone(), PathState::Deleted { lsn });
+                }
+            }
+            Meta::UploadStarted { fid, etag } => {
+                if let Some(f) = self.files.get_mut(fid) {
+                    f.started_etags.push(etag.clone());
+                    if f.started_etags.len() > 8 {
+                        f.started_etags.remove(0);
+                    }
+                }
+            }
+            Meta::Adopt { fid, etag } => {
+                if let Some(f) = self.files.get_mut(fid) {
+                    f.cond = UploadCondition::Unchanged(etag.clone());
+                    f.started_etags.clear();
                 }
             }
             Meta::Conflict { fid, .. } => self.remove_file(*fid),
