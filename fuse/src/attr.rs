@@ -16,6 +16,11 @@ impl AttrMapper {
         match k {
             NodeKind::Dir => FileType::Directory,
             NodeKind::File => FileType::RegularFile,
+            NodeKind::Symlink => FileType::Symlink,
+            NodeKind::Fifo => FileType::NamedPipe,
+            NodeKind::Socket => FileType::Socket,
+            NodeKind::CharDev => FileType::CharDevice,
+            NodeKind::BlockDev => FileType::BlockDevice,
         }
     }
 
@@ -40,24 +45,26 @@ impl AttrMapper {
     }
 
     pub fn to_fuse(&self, a: &NodeAttr) -> FileAttr {
-        let (kind, perm, nlink) = match a.kind {
-            NodeKind::Dir => (FileType::Directory, 0o755, 2),
-            NodeKind::File => (FileType::RegularFile, a.perm.unwrap_or(0o644), 1),
+        let kind = Self::kind(a.kind);
+        let (default_perm, nlink) = match a.kind {
+            NodeKind::Dir => (0o755, 2),
+            NodeKind::Symlink => (0o777, 1),
+            _ => (0o644, 1),
         };
         FileAttr {
             ino: INodeNo(a.ino),
             size: a.size,
             blocks: a.size.div_ceil(512),
-            atime: a.mtime,
+            atime: a.atime.unwrap_or(a.mtime),
             mtime: a.mtime,
-            ctime: a.mtime,
+            ctime: a.ctime.unwrap_or(a.mtime),
             crtime: a.mtime,
             kind,
-            perm,
+            perm: a.perm.unwrap_or(default_perm),
             nlink,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
+            uid: a.uid.unwrap_or(self.uid),
+            gid: a.gid.unwrap_or(self.gid),
+            rdev: a.rdev,
             blksize: self.blksize,
             flags: 0,
         }

@@ -43,6 +43,13 @@ impl CairnFs {
     fn ttl(&self) -> Duration {
         self.gw.attr_ttl()
     }
+
+    /// The caller as owner of a new node, when it is not the mount's owner (whose files need no
+    /// recorded owner).
+    fn owner(&self, req: &Request) -> Option<(u32, u32)> {
+        let (uid, gid) = (req.uid(), req.gid());
+        (uid != self.attrs.uid || gid != self.attrs.gid).then_some((uid, gid))
+    }
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -214,7 +221,7 @@ impl Filesystem for CairnFs {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -239,9 +246,10 @@ impl Filesystem for CairnFs {
         let ttl = self.ttl();
         let exclusive = flags & libc::O_EXCL != 0;
         let truncate = flags & libc::O_TRUNC != 0;
+        let owner = self.owner(req);
         self.rt.spawn(async move {
             match gw
-                .create(parent.0, &name, mode & !umask, exclusive, truncate)
+                .create(parent.0, &name, mode & !umask, exclusive, truncate, owner)
                 .await
             {
                 Ok((a, opened)) => reply.created(
@@ -258,32 +266,97 @@ impl Filesystem for CairnFs {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
         let Some(name) = name_str(name) else {
             reply.error(Errno::EINVAL);
             return;
         };
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            // Objects can only be regular files.
-            reply.error(Errno::EPERM);
-            return;
-        }
+        use cairn_gateway::write::records::SpecialKind;
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFREG | 0 => None,
+            libc::S_IFIFO => Some(SpecialKind::Fifo),
+            libc::S_IFSOCK => Some(SpecialKind::Socket),
+            libc::S_IFCHR => Some(SpecialKind::CharDev),
+            libc::S_IFBLK => Some(SpecialKind::BlockDev),
+            _ => {
+                reply.error(Errno::EINVAL);
+                return;
+            }
+        };
         let gw = self.gw.clone();
         let attrs = self.attrs;
         let ttl = self.ttl();
+        let owner = self.owner(req);
         self.rt.spawn(async move {
-            match gw.create(parent.0, &name, mode & !umask, true, false).await {
-                Ok((a, opened)) => {
-                    gw.release(opened.fh);
-                    reply.entry(&ttl, &attrs.to_fuse(&a), Generation(0))
+            let r = match kind {
+                None => gw
+                    .create(parent.0, &name, mode & !umask, true, false, owner)
+                    .await
+                    .map(|(a, opened)| {
+                        gw.release(opened.fh);
+                        a
+                    }),
+                Some(k) => {
+                    gw.mknod(parent.0, &name, k, mode & !umask, rdev, "", owner)
+                        .await
                 }
+            };
+            match r {
+                Ok(a) => reply.entry(&ttl, &attrs.to_fuse(&a), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        let (Some(name), Some(target)) = (name_str(link_name), target.to_str()) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        let target = target.to_string();
+        let gw = self.gw.clone();
+        let attrs = self.attrs;
+        let ttl = self.ttl();
+        let owner = self.owner(req);
+        self.rt.spawn(async move {
+            use cairn_gateway::write::records::SpecialKind;
+            match gw
+                .mknod(
+                    parent.0,
+                    &name,
+                    SpecialKind::Symlink,
+                    0o777,
+                    0,
+                    &target,
+                    owner,
+                )
+                .await
+            {
+                Ok(a) => reply.entry(&ttl, &attrs.to_fuse(&a), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw.readlink(ino.0).await {
+                Ok(t) => reply.data(t.as_bytes()),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -294,10 +367,10 @@ impl Filesystem for CairnFs {
         _req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
         fh: Option<FileHandle>,
@@ -310,12 +383,20 @@ impl Filesystem for CairnFs {
         let gw = self.gw.clone();
         let attrs = self.attrs;
         let ttl = self.ttl();
-        let mtime = mtime.map(|t| match t {
+        let when = |t: TimeOrNow| match t {
             TimeOrNow::SpecificTime(t) => t,
             TimeOrNow::Now => std::time::SystemTime::now(),
-        });
+        };
+        let (atime, mtime) = (atime.map(when), mtime.map(when));
+        if !self.gw.writable() {
+            reply.error(Errno::EROFS);
+            return;
+        }
         self.rt.spawn(async move {
-            match gw.setattr(ino.0, fh.map(|f| f.0), size, mode, mtime).await {
+            match gw
+                .setattr(ino.0, fh.map(|f| f.0), size, mode, (uid, gid), atime, mtime)
+                .await
+            {
                 Ok(a) => reply.attr(&ttl, &attrs.to_fuse(&a)),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -338,11 +419,11 @@ impl Filesystem for CairnFs {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         let Some(name) = name_str(name) else {
@@ -352,8 +433,9 @@ impl Filesystem for CairnFs {
         let gw = self.gw.clone();
         let attrs = self.attrs;
         let ttl = self.ttl();
+        let owner = self.owner(req);
         self.rt.spawn(async move {
-            match gw.mkdir(parent.0, &name).await {
+            match gw.mkdir(parent.0, &name, mode & !umask, owner).await {
                 Ok(a) => reply.entry(&ttl, &attrs.to_fuse(&a), Generation(0)),
                 Err(e) => reply.error(errno(&e)),
             }

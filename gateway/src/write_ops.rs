@@ -15,7 +15,7 @@ use crate::gateway::{Gateway, Handle, HandleId, Opened};
 use crate::namespace::{check_name, join, Ino, NameProblem, NodeAttr, NodeKind};
 use crate::read::FileReader;
 use crate::write::flusher::bucket_rename;
-use crate::write::records::{FileId, Meta, UploadCondition};
+use crate::write::records::{Attrs, FileId, Meta, Special, SpecialKind, UploadCondition};
 use crate::write::state::is_within;
 use crate::write::{LocalEntry, WriteBack};
 
@@ -215,6 +215,87 @@ impl Gateway {
         }
     }
 
+    /// Records that `dir`'s entries changed now (mtime and ctime), as POSIX directories do.
+    fn touch_dir(&self, wb: &WriteBack, dir: Ino) -> FsResult<()> {
+        let path = self.ns.path_of(dir)?;
+        let now = crate::write::to_ns(SystemTime::now());
+        wb.set_path_attrs(
+            &path,
+            Attrs {
+                mtime_ns: Some(now),
+                ctime_ns: Some(now),
+                ..Attrs::default()
+            },
+        )
+    }
+
+    /// Journals the attributes a new node gets from its creator (owner when not the mount's,
+    /// mode, and all times = now).
+    fn init_attrs(
+        &self,
+        wb: &WriteBack,
+        path: &str,
+        mode: Option<u32>,
+        owner: Option<(u32, u32)>,
+    ) -> FsResult<()> {
+        let now = crate::write::to_ns(SystemTime::now());
+        wb.set_path_attrs(
+            path,
+            Attrs {
+                mode: mode.map(|m| m & 0o7777),
+                uid: owner.map(|o| o.0),
+                gid: owner.map(|o| o.1),
+                atime_ns: Some(now),
+                mtime_ns: Some(now),
+                ctime_ns: Some(now),
+            },
+        )
+    }
+
+    /// Creates a symlink, fifo, socket or device node `name` in `parent`. Such nodes cannot be
+    /// objects: they are kept by this mount's journal (SEMANTICS.md).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn mknod(
+        &self,
+        parent: Ino,
+        name: &str,
+        kind: SpecialKind,
+        mode: u32,
+        rdev: u32,
+        target: &str,
+        owner: Option<(u32, u32)>,
+    ) -> FsResult<NodeAttr> {
+        let wb = self.wb()?.clone();
+        name_ok(name)?;
+        match self.ns.lookup(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let path = join(&self.ns.path_of(parent)?, name);
+        wb.make_special(
+            &path,
+            Special {
+                kind,
+                rdev,
+                target: target.to_string(),
+            },
+        )?;
+        self.init_attrs(&wb, &path, Some(mode), owner)?;
+        self.touch_dir(&wb, parent)?;
+        self.ns.invalidate(&path);
+        self.ns.lookup(parent, name).await
+    }
+
+    /// The target of symlink `ino`.
+    pub async fn readlink(&self, ino: Ino) -> FsResult<String> {
+        let path = self.ns.path_of(ino)?;
+        match self.wb.as_ref().and_then(|wb| wb.entry(&path)) {
+            Some(LocalEntry::Special(sp)) if sp.kind == SpecialKind::Symlink => Ok(sp.target),
+            _ => Err(FsError::Invalid("not a symlink".into())),
+        }
+    }
+
     /// Creates a file `name` in `parent` and opens it for writing.
     pub async fn create(
         &self,
@@ -223,6 +304,7 @@ impl Gateway {
         mode: u32,
         exclusive: bool,
         truncate: bool,
+        owner: Option<(u32, u32)>,
     ) -> FsResult<(NodeAttr, Opened)> {
         let wb = self.wb()?.clone();
         name_ok(name)?;
@@ -244,6 +326,10 @@ impl Gateway {
         };
         let fid = wb.create(&path, cond, mode & 0o7777, false)?;
         self.touched(fid);
+        if owner.is_some() {
+            self.init_attrs(&wb, &path, Some(mode), owner)?;
+        }
+        self.touch_dir(&wb, parent)?;
         let attr = wb.attr(fid).ok_or(FsError::BadHandle)?;
         let node = self.ns.intern_local(&path, &attr);
         let h = LocalHandle {
@@ -291,61 +377,64 @@ impl Gateway {
         }
     }
 
-    /// Changes size, mode or mtime of `ino` (through `fh` when the kernel gives one).
+    /// Changes size, mode, owner or times of `ino` (through `fh` when the kernel gives one).
+    /// Size changes make the file local; the other attributes are kept by this mount.
+    #[allow(clippy::too_many_arguments)]
     pub async fn setattr(
         &self,
         ino: Ino,
         fh: Option<HandleId>,
         size: Option<u64>,
         mode: Option<u32>,
+        owner: (Option<u32>, Option<u32>),
+        atime: Option<SystemTime>,
         mtime: Option<SystemTime>,
     ) -> FsResult<NodeAttr> {
         let attr = self.ns.getattr(ino).await?;
-        if attr.kind == NodeKind::Dir || (size.is_none() && self.wb.is_none()) {
-            // Directories and read-only mounts keep the bucket's view (documented).
-            return Ok(attr);
-        }
         let wb = self.wb()?.clone();
         let path = self.ns.path_of(ino)?;
-        // Every branch holds one handle on the file while changing it (released below), so the
-        // flusher cannot drop it as settled in between.
-        let fid = match (wb.open_existing(&path), size) {
-            (Some(a), _) => Some(a.fid),
-            (None, Some(0)) => {
-                let cond = match &attr.etag {
-                    Some(e) => UploadCondition::Unchanged(e.to_string()),
-                    None => UploadCondition::Any,
-                };
-                Some(wb.create(&path, cond, 0o644, false)?)
+        if let Some(size) = size {
+            if attr.kind == NodeKind::Dir {
+                return Err(FsError::IsDir);
             }
-            (None, Some(_)) => {
-                // Truncate to a non-zero size: the object's bytes are needed.
-                let h = LocalHandle {
-                    ino,
-                    writable: true,
-                    local: Mutex::new(None),
-                    reader: None,
-                };
-                Some(self.ensure_local(&h).await?)
-            }
-            // chmod/utimes of a file that was not written here: not kept (SEMANTICS.md).
-            (None, None) => None,
-        };
-        let _ = fh;
-        if let Some(fid) = fid {
-            let result = (|| {
-                if let Some(size) = size {
-                    wb.truncate(fid, size)?;
+            // One handle on the file while changing it (released below), so the flusher
+            // cannot drop it as settled in between.
+            let fid = match wb.open_existing(&path) {
+                Some(a) => a.fid,
+                None if size == 0 => {
+                    let cond = match &attr.etag {
+                        Some(e) => UploadCondition::Unchanged(e.to_string()),
+                        None => UploadCondition::Any,
+                    };
+                    wb.create(&path, cond, 0o644, false)?
                 }
-                if mode.is_some() || mtime.is_some() {
-                    wb.set_attrs(fid, mode.map(|m| m & 0o7777), mtime)?;
+                None => {
+                    // Truncate to a non-zero size: the object's bytes are needed.
+                    let h = LocalHandle {
+                        ino,
+                        writable: true,
+                        local: Mutex::new(None),
+                        reader: None,
+                    };
+                    self.ensure_local(&h).await?
                 }
-                Ok::<(), FsError>(())
-            })();
+            };
+            let result = wb.truncate(fid, size);
             self.touched(fid);
             wb.close_handle(fid);
             result?;
         }
+        let _ = fh;
+        let now = crate::write::to_ns(SystemTime::now());
+        let changes = Attrs {
+            mode: mode.map(|m| m & 0o7777),
+            uid: owner.0,
+            gid: owner.1,
+            atime_ns: atime.map(crate::write::to_ns),
+            mtime_ns: mtime.map(crate::write::to_ns).or(size.map(|_| now)),
+            ctime_ns: Some(now),
+        };
+        wb.set_path_attrs(&path, changes)?;
         self.ns.getattr(ino).await
     }
 
@@ -375,6 +464,7 @@ impl Gateway {
         }
         let path = join(&self.ns.path_of(parent)?, name);
         wb.record(Meta::Unlink { path: path.clone() })?;
+        self.touch_dir(&wb, parent)?;
         self.ns.invalidate(&path);
         self.keep_dir(&wb, parent).await?;
         wb.wake.notify_one();
@@ -382,7 +472,13 @@ impl Gateway {
     }
 
     /// Creates directory `name` in `parent`.
-    pub async fn mkdir(&self, parent: Ino, name: &str) -> FsResult<NodeAttr> {
+    pub async fn mkdir(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> FsResult<NodeAttr> {
         let wb = self.wb()?.clone();
         name_ok(name)?;
         match self.ns.lookup(parent, name).await {
@@ -392,9 +488,11 @@ impl Gateway {
         }
         let path = join(&self.ns.path_of(parent)?, name);
         wb.record(Meta::Mkdir { path: path.clone() })?;
+        self.init_attrs(&wb, &path, Some(mode), owner)?;
+        self.touch_dir(&wb, parent)?;
         self.ns.invalidate(&path);
         wb.wake.notify_one();
-        Ok(self.ns.intern_dir(&path))
+        self.ns.lookup(parent, name).await
     }
 
     /// Removes the empty directory `name` from `parent`.
@@ -409,6 +507,7 @@ impl Gateway {
         }
         let path = join(&self.ns.path_of(parent)?, name);
         wb.record(Meta::Rmdir { path: path.clone() })?;
+        self.touch_dir(&wb, parent)?;
         self.ns.invalidate(&path);
         wb.wake.notify_one();
         Ok(())
@@ -467,7 +566,10 @@ impl Gateway {
                 .map_err(|e| FsError::from_store(e, &prefix))?;
             !page.objects.is_empty() || !page.prefixes.is_empty()
         } else {
-            !matches!(wb.entry(&from), Some(LocalEntry::File(_)))
+            !matches!(
+                wb.entry(&from),
+                Some(LocalEntry::File(_)) | Some(LocalEntry::Special(_))
+            )
         };
         if !in_bucket {
             wb.record(Meta::Rename {
@@ -508,6 +610,18 @@ impl Gateway {
             }
         }
         self.ns.rename_paths(&from, &to);
+        let now = crate::write::to_ns(SystemTime::now());
+        wb.set_path_attrs(
+            &to,
+            Attrs {
+                ctime_ns: Some(now),
+                ..Attrs::default()
+            },
+        )?;
+        self.touch_dir(&wb, parent)?;
+        if parent != new_parent {
+            self.touch_dir(&wb, new_parent)?;
+        }
         self.ns.invalidate(&from);
         self.ns.invalidate(&to);
         if parent != new_parent {

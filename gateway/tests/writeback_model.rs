@@ -196,7 +196,7 @@ impl Harness {
                 };
                 match e.attr.kind {
                     NodeKind::Dir => todo.push((e.attr.ino, p)),
-                    NodeKind::File => {
+                    _ => {
                         let data = self.read_all(&p).await;
                         assert_eq!(data.len() as u64, e.attr.size, "listed size of {p}");
                         out.insert(p, data);
@@ -289,7 +289,7 @@ async fn run(ops: Vec<Op>) {
                 };
                 let parent = h.dir_ino(&d).await;
                 let (_, opened) =
-                    h.gw.create(parent, &format!("f{name}"), 0o644, false, true)
+                    h.gw.create(parent, &format!("f{name}"), 0o644, false, true, None)
                         .await
                         .expect("create");
                 h.gw.release(opened.fh);
@@ -321,7 +321,7 @@ async fn run(ops: Vec<Op>) {
                     continue;
                 };
                 let ino = h.file_ino(path).await;
-                h.gw.setattr(ino, None, Some(size), None, None)
+                h.gw.setattr(ino, None, Some(size), None, (None, None), None, None)
                     .await
                     .expect("truncate");
                 model.files.get_mut(path).unwrap().resize(size as usize, 0);
@@ -366,7 +366,7 @@ async fn run(ops: Vec<Op>) {
                 if model.dirs.contains(&d) {
                     continue;
                 }
-                h.gw.mkdir(ROOT_INO, &d).await.expect("mkdir");
+                h.gw.mkdir(ROOT_INO, &d, 0o755, None).await.expect("mkdir");
                 model.dirs.push(d);
             }
             Op::RenameDir { from, to } => {
@@ -465,15 +465,18 @@ fn errors_are_posix_like() {
         ));
         let h = Harness::open(store, tmp.path().join("journal"));
         let gw = &h.gw;
-        let d = gw.mkdir(ROOT_INO, "d").await.unwrap();
+        let d = gw.mkdir(ROOT_INO, "d", 0o755, None).await.unwrap();
         assert!(matches!(
-            gw.mkdir(ROOT_INO, "d").await,
+            gw.mkdir(ROOT_INO, "d", 0o755, None).await,
             Err(FsError::Exists)
         ));
-        let (_, o) = gw.create(d.ino, "x", 0o600, true, false).await.unwrap();
+        let (_, o) = gw
+            .create(d.ino, "x", 0o600, true, false, None)
+            .await
+            .unwrap();
         gw.release(o.fh);
         assert!(matches!(
-            gw.create(d.ino, "x", 0o600, true, false).await,
+            gw.create(d.ino, "x", 0o600, true, false, None).await,
             Err(FsError::Exists)
         ));
         assert!(matches!(
@@ -489,7 +492,10 @@ fn errors_are_posix_like() {
             gw.rename(ROOT_INO, "d", d.ino, "inside", false).await,
             Err(FsError::Invalid(_))
         ));
-        let (y, o) = gw.create(ROOT_INO, "y", 0o640, true, false).await.unwrap();
+        let (y, o) = gw
+            .create(ROOT_INO, "y", 0o640, true, false, None)
+            .await
+            .unwrap();
         assert_eq!(y.perm, Some(0o640));
         gw.release(o.fh);
         assert!(matches!(

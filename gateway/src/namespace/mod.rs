@@ -17,6 +17,7 @@ pub use names::{check_name, join, NameProblem, MAX_NAME_BYTES};
 use crate::error::{FsError, FsResult};
 use crate::metrics::Metrics;
 use crate::store::{BlobStore, ObjectInfo, StoreError};
+use crate::write::records::{Special, SpecialKind};
 use crate::write::state::is_within;
 use crate::write::{LocalAttr, LocalEntry, WriteBack};
 
@@ -25,13 +26,36 @@ pub type Ino = u64;
 /// Inode of the mount's root directory.
 pub const ROOT_INO: Ino = 1;
 
-/// File or directory.
+/// What a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NodeKind {
     /// A directory (common prefix or marker object).
     Dir,
     /// A regular file (one object).
     File,
+    /// A symbolic link (kept by this mount's journal).
+    Symlink,
+    /// A named pipe (kept by this mount's journal).
+    Fifo,
+    /// A Unix socket (kept by this mount's journal).
+    Socket,
+    /// A character device (kept by this mount's journal).
+    CharDev,
+    /// A block device (kept by this mount's journal).
+    BlockDev,
+}
+
+impl NodeKind {
+    /// The node kind of a special node.
+    pub fn of_special(k: SpecialKind) -> Self {
+        match k {
+            SpecialKind::Symlink => NodeKind::Symlink,
+            SpecialKind::Fifo => NodeKind::Fifo,
+            SpecialKind::Socket => NodeKind::Socket,
+            SpecialKind::CharDev => NodeKind::CharDev,
+            SpecialKind::BlockDev => NodeKind::BlockDev,
+        }
+    }
 }
 
 /// Attributes of one node as last seen.
@@ -47,8 +71,19 @@ pub struct NodeAttr {
     pub mtime: SystemTime,
     /// ETag of the object version these attributes describe (`None` for local files).
     pub etag: Option<Arc<str>>,
-    /// Permission bits where known (files written here); `None` shows the mount's defaults.
+    /// Permission bits where known (set or created on this mount); `None` shows the mount's
+    /// defaults.
     pub perm: Option<u16>,
+    /// Owner where set on this mount; `None` shows the mount's owner.
+    pub uid: Option<u32>,
+    /// Group where set on this mount.
+    pub gid: Option<u32>,
+    /// Access time where set on this mount (else = mtime).
+    pub atime: Option<SystemTime>,
+    /// Change time where known (else = mtime).
+    pub ctime: Option<SystemTime>,
+    /// Device number of device nodes.
+    pub rdev: u32,
 }
 
 /// One entry of a directory listing.
@@ -227,7 +262,45 @@ impl Namespace {
             mtime: st.mtime,
             etag: st.etag.clone(),
             perm: None,
+            uid: None,
+            gid: None,
+            atime: None,
+            ctime: None,
+            rdev: 0,
         }
+    }
+
+    /// `a` with the POSIX attributes this mount keeps for its path.
+    fn overlay(&self, mut a: NodeAttr) -> NodeAttr {
+        let Some(wb) = &self.wb else {
+            return a;
+        };
+        let Some(node) = self.inodes.lock().unwrap().get(&a.ino).cloned() else {
+            return a;
+        };
+        if let Some(x) = wb.attrs(&node.path()) {
+            let t = |ns: u64| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns);
+            if let Some(m) = x.mode {
+                a.perm = Some((m & 0o7777) as u16);
+            }
+            a.uid = x.uid.or(a.uid);
+            a.gid = x.gid.or(a.gid);
+            if let Some(ns) = x.mtime_ns {
+                a.mtime = t(ns);
+            }
+            a.atime = x.atime_ns.map(t).or(a.atime);
+            a.ctime = x.ctime_ns.map(t).or(a.ctime);
+        }
+        a
+    }
+
+    /// Attributes of a special node at `path`.
+    pub fn intern_special(&self, path: &str, sp: &Special) -> NodeAttr {
+        let mut a = self.intern(path, NodeKind::of_special(sp.kind), None);
+        a.size = sp.target.len() as u64;
+        a.rdev = sp.rdev;
+        a.etag = None;
+        self.overlay(a)
     }
 
     /// Returns the inode for (path, kind), creating it on first sight, and records `seen`.
@@ -306,6 +379,11 @@ impl Namespace {
 
     /// Resolves `name` in directory `parent`.
     pub async fn lookup(&self, parent: Ino, name: &str) -> FsResult<NodeAttr> {
+        let a = self.lookup_inner(parent, name).await?;
+        Ok(self.overlay(a))
+    }
+
+    async fn lookup_inner(&self, parent: Ino, name: &str) -> FsResult<NodeAttr> {
         let dir = self.inode(parent)?;
         if dir.kind != NodeKind::Dir {
             return Err(FsError::NotDir);
@@ -320,6 +398,7 @@ impl Namespace {
             match wb.entry(&path) {
                 Some(LocalEntry::File(a)) => return Ok(self.intern_local(&path, &a)),
                 Some(LocalEntry::Dir) => return Ok(self.intern(&path, NodeKind::Dir, None)),
+                Some(LocalEntry::Special(sp)) => return Ok(self.intern_special(&path, &sp)),
                 Some(LocalEntry::Gone) if !wb.has_local_children(&path) => {
                     return Err(FsError::NotFound)
                 }
@@ -412,11 +491,24 @@ impl Namespace {
 
     /// Attributes of `ino`, revalidating a file with HEAD once its TTL has passed.
     pub async fn getattr(&self, ino: Ino) -> FsResult<NodeAttr> {
+        let a = self.getattr_inner(ino).await?;
+        Ok(self.overlay(a))
+    }
+
+    async fn getattr_inner(&self, ino: Ino) -> FsResult<NodeAttr> {
         let node = self.inode(ino)?;
-        if let (NodeKind::File, Some(wb)) = (node.kind, &self.wb) {
+        if let Some(wb) = &self.wb {
             let path = node.path();
-            if let Some(LocalEntry::File(a)) = wb.entry(&path) {
-                return Ok(self.intern_local(&path, &a));
+            match (node.kind, wb.entry(&path)) {
+                (NodeKind::File, Some(LocalEntry::File(a))) => {
+                    return Ok(self.intern_local(&path, &a))
+                }
+                (_, Some(LocalEntry::Special(sp))) => return Ok(self.intern_special(&path, &sp)),
+                _ => {}
+            }
+            if !matches!(node.kind, NodeKind::File | NodeKind::Dir) {
+                // A special node that no longer exists.
+                return Err(FsError::NotFound);
             }
         }
         let stale = node.state.lock().unwrap().validated.elapsed() >= self.cfg.metadata_ttl;
@@ -474,7 +566,7 @@ impl Namespace {
             return base;
         };
         let local = wb.children(dir_path);
-        if local.is_empty() {
+        if local.is_empty() && !wb.has_attrs_in(dir_path) {
             return base;
         }
         let mut entries: std::collections::BTreeMap<String, DirEntry> = base
@@ -495,6 +587,10 @@ impl Namespace {
                         .entry(name.clone())
                         .or_insert(DirEntry { name, attr });
                 }
+                LocalEntry::Special(sp) => {
+                    let attr = self.intern_special(&path, &sp);
+                    entries.insert(name.clone(), DirEntry { name, attr });
+                }
                 LocalEntry::Gone => {
                     if wb.has_local_children(&path) {
                         let attr = self.intern(&path, NodeKind::Dir, None);
@@ -505,7 +601,13 @@ impl Namespace {
                 }
             }
         }
-        let entries: Vec<DirEntry> = entries.into_values().collect();
+        let entries: Vec<DirEntry> = entries
+            .into_values()
+            .map(|mut e| {
+                e.attr = self.overlay(e.attr);
+                e
+            })
+            .collect();
         let by_name = entries
             .iter()
             .enumerate()
@@ -615,7 +717,7 @@ impl Namespace {
         attr.mtime = a.mtime;
         attr.etag = None;
         attr.perm = Some((a.mode & 0o7777) as u16);
-        attr
+        self.overlay(attr)
     }
 
     /// The inode of a directory at `path`, created on first sight.

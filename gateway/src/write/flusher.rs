@@ -161,7 +161,7 @@ impl Flusher {
                 .paths
                 .iter()
                 .filter(|(_, s)| match s {
-                    PathState::File(_) => false,
+                    PathState::File(_) | PathState::Special(_) => false,
                     PathState::Dir { .. } => markers,
                     _ => true,
                 })
@@ -339,7 +339,7 @@ impl Flusher {
         let paths: Vec<String> = self.wb.with_state(|st| {
             st.subtree(dir)
                 .into_iter()
-                .filter(|(_, s)| !matches!(s, PathState::File(_)))
+                .filter(|(_, s)| !matches!(s, PathState::File(_) | PathState::Special(_)))
                 .map(|(p, _)| p)
                 .collect()
         });
@@ -356,7 +356,7 @@ impl Flusher {
             return Done::Ok;
         };
         let (lsn, result) = match state.clone() {
-            PathState::File(_) => return Done::Ok,
+            PathState::File(_) | PathState::Special(_) => return Done::Ok,
             PathState::Deleted { lsn } => (lsn, self.store.delete(&self.key(path)).await),
             PathState::DirDeleted { lsn } => (
                 lsn,

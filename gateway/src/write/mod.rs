@@ -26,7 +26,7 @@ use cairn_journal::{Journal, JournalConfig, JournalError, RecordPos};
 
 use crate::error::{FsError, FsResult};
 use extents::{DataLoc, Piece};
-use records::{FileId, Meta, UploadCondition, KIND_META, KIND_WRITE, WRITE_HEADER};
+use records::{Attrs, FileId, Meta, Special, UploadCondition, KIND_META, KIND_WRITE, WRITE_HEADER};
 use state::{PathState, WriteState};
 
 /// Settings of the write-back path.
@@ -80,6 +80,8 @@ pub enum LocalEntry {
     File(LocalAttr),
     /// A directory created here and not yet in the bucket.
     Dir,
+    /// A symlink, fifo, socket or device node (kept by the journal only).
+    Special(Special),
     /// Removed here (the bucket may still show it for a while).
     Gone,
 }
@@ -289,8 +291,45 @@ impl WriteBack {
                 LocalEntry::File(attr_of(f))
             }
             PathState::Dir { .. } => LocalEntry::Dir,
+            PathState::Special(sp) => LocalEntry::Special(sp.clone()),
             PathState::Deleted { .. } | PathState::DirDeleted { .. } => LocalEntry::Gone,
         })
+    }
+
+    /// POSIX attributes kept for `path`, if any were set on this mount.
+    pub fn attrs(&self, path: &str) -> Option<Attrs> {
+        self.state.lock().unwrap().attrs.get(path).cloned()
+    }
+
+    /// True when attributes are kept for some path directly in `dir`.
+    pub fn has_attrs_in(&self, dir: &str) -> bool {
+        let st = self.state.lock().unwrap();
+        if dir.is_empty() {
+            return !st.attrs.is_empty();
+        }
+        let from = format!("{dir}/");
+        st.attrs
+            .range(from.clone()..)
+            .next()
+            .is_some_and(|(p, _)| p.starts_with(&from))
+    }
+
+    /// Journals new attributes for `path` (only the fields set).
+    pub fn set_path_attrs(&self, path: &str, attrs: Attrs) -> FsResult<()> {
+        self.record(Meta::SetAttr {
+            path: path.to_string(),
+            attrs,
+        })
+        .map(|_| ())
+    }
+
+    /// Creates a special node at `path`.
+    pub fn make_special(&self, path: &str, special: Special) -> FsResult<()> {
+        self.record(Meta::MakeSpecial {
+            path: path.to_string(),
+            special,
+        })
+        .map(|_| ())
     }
 
     /// Direct children of directory `dir` (`""` is the root) with local state, by name.
@@ -310,7 +349,10 @@ impl WriteBack {
             }
             if let Some((first, _)) = rest.split_once('/') {
                 // A local file deeper down implies the directory on the way.
-                if matches!(s, PathState::File(_) | PathState::Dir { .. }) {
+                if matches!(
+                    s,
+                    PathState::File(_) | PathState::Dir { .. } | PathState::Special(_)
+                ) {
                     out.push((first.to_string(), LocalEntry::Dir));
                 }
                 continue;
@@ -321,6 +363,7 @@ impl WriteBack {
                     _ => continue,
                 },
                 PathState::Dir { .. } => LocalEntry::Dir,
+                PathState::Special(sp) => LocalEntry::Special(sp),
                 _ => LocalEntry::Gone,
             };
             out.push((rest.to_string(), e));
@@ -646,7 +689,7 @@ impl WriteBack {
             .paths
             .values()
             .filter(|s| match s {
-                PathState::File(_) => false,
+                PathState::File(_) | PathState::Special(_) => false,
                 PathState::Dir { .. } => markers,
                 _ => true,
             })

@@ -28,6 +28,70 @@ pub enum UploadCondition {
     Unchanged(String),
 }
 
+/// A node that is not a regular file or directory. Objects cannot hold these, so they live in
+/// the mount's journal (and its checkpoints) only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SpecialKind {
+    /// Symbolic link.
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Unix socket.
+    Socket,
+    /// Character device.
+    CharDev,
+    /// Block device.
+    BlockDev,
+}
+
+/// A special node's content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Special {
+    /// What it is.
+    pub kind: SpecialKind,
+    /// Device number (devices only).
+    #[serde(default)]
+    pub rdev: u32,
+    /// Link target (symlinks only).
+    #[serde(default)]
+    pub target: String,
+}
+
+/// POSIX attributes kept by the mount for a path (set fields override what the bucket shows).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attrs {
+    /// Permission bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Access time, ns since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atime_ns: Option<u64>,
+    /// Modification time, ns since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<u64>,
+    /// Change time, ns since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime_ns: Option<u64>,
+}
+
+impl Attrs {
+    /// Overlays the fields set in `other`.
+    pub fn merge(&mut self, other: &Attrs) {
+        self.mode = other.mode.or(self.mode);
+        self.uid = other.uid.or(self.uid);
+        self.gid = other.gid.or(self.gid);
+        self.atime_ns = other.atime_ns.or(self.atime_ns);
+        self.mtime_ns = other.mtime_ns.or(self.mtime_ns);
+        self.ctime_ns = other.ctime_ns.or(self.ctime_ns);
+    }
+}
+
 /// A namespace change or a flusher milestone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -64,6 +128,20 @@ pub enum Meta {
         fid: FileId,
         /// New size.
         size: u64,
+    },
+    /// A special node (symlink, fifo, socket, device) now exists at `path`.
+    MakeSpecial {
+        /// Path.
+        path: String,
+        /// What it is.
+        special: Special,
+    },
+    /// POSIX attributes of `path` changed (only the fields set).
+    SetAttr {
+        /// Path.
+        path: String,
+        /// The new values.
+        attrs: Attrs,
     },
     /// The file's mode bits changed.
     Chmod {

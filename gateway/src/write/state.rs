@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::extents::{DataLoc, ExtentMap};
-use super::records::{FileId, Meta, UploadCondition};
+use super::records::{Attrs, FileId, Meta, Special, UploadCondition};
 
 /// One file written through this mount.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -72,6 +72,8 @@ pub enum PathState {
         /// Lsn of the rmdir.
         lsn: u64,
     },
+    /// A symlink, fifo, socket or device node (kept by the journal only).
+    Special(Special),
 }
 
 /// A bucket rename begun and not known to be finished.
@@ -98,6 +100,9 @@ pub struct WriteState {
     pub next_fid: FileId,
     /// Next bucket-rename id.
     pub next_rename_id: u64,
+    /// POSIX attributes set on this mount, by path (kept; the bucket has no place for them).
+    #[serde(default)]
+    pub attrs: BTreeMap<String, Attrs>,
 }
 
 /// True when `path` is `dir` or inside it.
@@ -150,6 +155,7 @@ impl WriteState {
     /// Removes the entry at `path`, orphaning a file there; returns what the bucket may hold
     /// at that path that now needs deleting.
     fn clear_path(&mut self, path: &str) -> bool {
+        self.attrs.remove(path);
         match self.paths.remove(path) {
             Some(PathState::File(fid)) => match self.files.get_mut(&fid) {
                 Some(f) => {
@@ -217,10 +223,21 @@ impl WriteState {
                 }
             }
             Meta::Discard { fid } => self.remove_file(*fid),
+            Meta::MakeSpecial { path, special } => {
+                self.clear_path(path);
+                self.paths
+                    .insert(path.clone(), PathState::Special(special.clone()));
+            }
+            Meta::SetAttr { path, attrs } => {
+                self.attrs.entry(path.clone()).or_default().merge(attrs);
+            }
             Meta::Unlink { path } => {
                 // Without local state the object is in the bucket; with it, only if it was
                 // uploaded or replaced an object.
-                let local = matches!(self.paths.get(path), Some(PathState::File(_)));
+                let local = matches!(
+                    self.paths.get(path),
+                    Some(PathState::File(_)) | Some(PathState::Special(_))
+                );
                 if self.clear_path(path) || !local {
                     self.paths.insert(path.clone(), PathState::Deleted { lsn });
                 }
@@ -252,6 +269,7 @@ impl WriteState {
                     self.rename_local(lsn, from, to);
                 } else {
                     self.clear_path(to);
+                    self.move_attrs(from, to);
                 }
             }
             Meta::BucketRenameDone { id } => {
@@ -335,10 +353,35 @@ impl WriteState {
         }
     }
 
+    /// Moves the attributes kept at and under `from` to `to` (the destination's go).
+    fn move_attrs(&mut self, from: &str, to: &str) {
+        let dest: Vec<String> = self
+            .attrs
+            .keys()
+            .filter(|p| is_within(p, to))
+            .cloned()
+            .collect();
+        for p in dest {
+            self.attrs.remove(&p);
+        }
+        let moving: Vec<String> = self
+            .attrs
+            .keys()
+            .filter(|p| is_within(p, from))
+            .cloned()
+            .collect();
+        for p in moving {
+            if let Some(a) = self.attrs.remove(&p) {
+                self.attrs.insert(moved(&p, from, to), a);
+            }
+        }
+    }
+
     /// Moves local state at and under `from` to `to`.
     fn rename_local(&mut self, lsn: u64, from: &str, to: &str) {
         let moving = self.subtree(from);
         if moving.is_empty() {
+            self.move_attrs(from, to);
             return;
         }
         // Whatever was at the destination is replaced.
@@ -365,12 +408,16 @@ impl WriteState {
                 PathState::Dir { .. } => {
                     self.paths.insert(dest, PathState::Dir { lsn });
                 }
+                PathState::Special(sp) => {
+                    self.paths.insert(dest, PathState::Special(sp));
+                }
                 // Pending deletes stay where they are: they concern the old keys.
                 PathState::Deleted { .. } | PathState::DirDeleted { .. } => {
                     self.paths.insert(p, state);
                 }
             }
         }
+        self.move_attrs(from, to);
     }
 
     /// Files that are clean or unlinked (nothing to upload) and that `keep` does not hold:
