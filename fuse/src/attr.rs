@@ -49,6 +49,7 @@ impl AttrMapper {
         let (default_perm, nlink) = match a.kind {
             NodeKind::Dir => (0o755, 2),
             NodeKind::Symlink => (0o777, 1),
+            _ if a.unlinked => (0o644, 0),
             _ => (0o644, 1),
         };
         FileAttr {

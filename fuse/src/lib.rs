@@ -93,12 +93,12 @@ impl Filesystem for CairnFs {
         });
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         let gw = self.gw.clone();
         let attrs = self.attrs;
         let ttl = self.ttl();
         self.rt.spawn(async move {
-            match gw.getattr(ino.0).await {
+            match gw.getattr_handle(ino.0, fh.map(|f| f.0)).await {
                 Ok(a) => reply.attr(&ttl, &attrs.to_fuse(&a)),
                 Err(e) => reply.error(errno(&e)),
             }

@@ -197,6 +197,19 @@ impl Gateway {
         self.ns.getattr(ino).await
     }
 
+    /// Attributes through an open handle (fstat): a file unlinked while open still has them.
+    pub async fn getattr_handle(&self, ino: Ino, fh: Option<HandleId>) -> FsResult<NodeAttr> {
+        match self.ns.getattr(ino).await {
+            Err(FsError::NotFound) => {
+                if let Some(a) = self.orphan_attr(ino, fh) {
+                    return Ok(a);
+                }
+                Err(FsError::NotFound)
+            }
+            other => other,
+        }
+    }
+
     /// Opens a file. A read-only open of a bucket object pins the version seen now for every
     /// read of the handle; a file written here (or opened for writing) gets a local handle.
     pub async fn open(&self, ino: Ino, write: bool, truncate: bool) -> FsResult<Opened> {

@@ -215,6 +215,36 @@ impl Gateway {
         }
     }
 
+    /// Attributes of the file behind handle `fh` when its name is gone (unlinked while open).
+    pub(crate) fn orphan_attr(&self, ino: Ino, fh: Option<HandleId>) -> Option<NodeAttr> {
+        // fstat() reaches us without the handle: any open handle of the inode will do.
+        let h = match fh.map(|fh| self.handle(fh)) {
+            Some(Ok(Handle::Local(h))) => h,
+            _ => self.files.lock().unwrap().values().find_map(|h| match h {
+                Handle::Local(l) if l.ino == ino && l.local.lock().unwrap().is_some() => {
+                    Some(l.clone())
+                }
+                _ => None,
+            })?,
+        };
+        let fid = (*h.local.lock().unwrap())?;
+        let a = self.wb.as_ref()?.attr(fid)?;
+        Some(NodeAttr {
+            ino,
+            kind: NodeKind::File,
+            size: a.size,
+            mtime: a.mtime,
+            etag: None,
+            perm: Some((a.mode & 0o7777) as u16),
+            uid: None,
+            gid: None,
+            atime: None,
+            ctime: None,
+            rdev: 0,
+            unlinked: true,
+        })
+    }
+
     /// Records that `dir`'s entries changed now (mtime and ctime), as POSIX directories do.
     fn touch_dir(&self, wb: &WriteBack, dir: Ino) -> FsResult<()> {
         let path = self.ns.path_of(dir)?;

@@ -84,6 +84,8 @@ pub struct NodeAttr {
     pub ctime: Option<SystemTime>,
     /// Device number of device nodes.
     pub rdev: u32,
+    /// The name is gone but an open handle keeps the file (link count 0).
+    pub unlinked: bool,
 }
 
 /// One entry of a directory listing.
@@ -267,6 +269,7 @@ impl Namespace {
             atime: None,
             ctime: None,
             rdev: 0,
+            unlinked: false,
         }
     }
 
