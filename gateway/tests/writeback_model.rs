@@ -67,6 +67,129 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The in-memory store with S3's ETags: a single-part object's ETag is the quoted MD5 of its
+/// bytes (the write path relies on that to recognise its own upload after a crash). Conditions
+/// and ETags are translated to and from the inner store's own version tokens.
+#[derive(Debug)]
+struct S3LikeEtags {
+    inner: ObjectStoreBlob,
+    /// key -> (inner etag, S3 etag)
+    etags: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+}
+
+impl S3LikeEtags {
+    fn new() -> Self {
+        Self {
+            inner: ObjectStoreBlob::from_store(
+                Arc::new(object_store::memory::InMemory::new()),
+                "memory (S3-like ETags)",
+            ),
+            etags: Default::default(),
+        }
+    }
+
+    fn outer(
+        &self,
+        mut info: cairn_gateway::store::ObjectInfo,
+    ) -> cairn_gateway::store::ObjectInfo {
+        let map = self.etags.lock().unwrap();
+        if let (Some(inner), Some((i, o))) = (&info.etag, map.get(&info.key)) {
+            if inner == i {
+                info.etag = Some(o.clone());
+            }
+        }
+        info
+    }
+
+    fn inner_etag(&self, key: &str, outer: &str) -> Option<String> {
+        let map = self.etags.lock().unwrap();
+        map.get(key)
+            .filter(|(_, o)| o == outer)
+            .map(|(i, _)| i.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for S3LikeEtags {
+    async fn list(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+        max: Option<usize>,
+    ) -> cairn_gateway::store::StoreResult<cairn_gateway::store::ListPage> {
+        let mut page = self.inner.list(prefix, token, max).await?;
+        page.objects = page.objects.into_iter().map(|o| self.outer(o)).collect();
+        Ok(page)
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> cairn_gateway::store::StoreResult<cairn_gateway::store::ObjectInfo> {
+        Ok(self.outer(self.inner.head(key).await?))
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+        if_match: Option<&str>,
+    ) -> cairn_gateway::store::StoreResult<cairn_gateway::store::ByteStream> {
+        let inner = match if_match {
+            Some(e) => Some(
+                self.inner_etag(key, e)
+                    .unwrap_or_else(|| "no-such-version".into()),
+            ),
+            None => None,
+        };
+        self.inner.get_range(key, range, inner.as_deref()).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        condition: cairn_gateway::store::PutCondition,
+    ) -> cairn_gateway::store::StoreResult<cairn_gateway::store::ObjectInfo> {
+        use cairn_gateway::store::PutCondition as C;
+        use md5::Digest;
+        let cond = match condition {
+            C::IfMatch(e) => C::IfMatch(
+                self.inner_etag(key, &e)
+                    .unwrap_or_else(|| "no-such-version".into()),
+            ),
+            other => other,
+        };
+        let md5 = format!("\"{:x}\"", md5::Md5::digest(&data));
+        let info = self.inner.put(key, data, cond).await?;
+        if let Some(i) = &info.etag {
+            self.etags
+                .lock()
+                .unwrap()
+                .insert(key.to_string(), (i.clone(), md5));
+        }
+        Ok(self.outer(info))
+    }
+    async fn put_multipart(
+        &self,
+        key: &str,
+    ) -> cairn_gateway::store::StoreResult<Box<dyn cairn_gateway::store::MultipartWriter>> {
+        self.inner.put_multipart(key).await
+    }
+    async fn delete(&self, key: &str) -> cairn_gateway::store::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> cairn_gateway::store::StoreResult<()> {
+        self.inner.copy(from, to).await?;
+        let copied = self.etags.lock().unwrap().get(from).cloned();
+        let info = self.inner.head(to).await?;
+        if let (Some((_, o)), Some(i)) = (copied, info.etag) {
+            self.etags.lock().unwrap().insert(to.to_string(), (i, o));
+        }
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
 /// The expected file system: directories and file contents by path.
 #[derive(Default, Debug)]
 struct Model {
@@ -250,10 +373,7 @@ async fn bucket(store: &dyn BlobStore) -> BTreeMap<String, Vec<u8>> {
 
 async fn run(ops: Vec<Op>) {
     let tmp = tempfile::tempdir().unwrap();
-    let store: Arc<dyn BlobStore> = Arc::new(ObjectStoreBlob::from_store(
-        Arc::new(object_store::memory::InMemory::new()),
-        "memory",
-    ));
+    let store: Arc<dyn BlobStore> = Arc::new(S3LikeEtags::new());
     // Something that was in the bucket before the mount.
     store
         .put(
@@ -267,6 +387,9 @@ async fn run(ops: Vec<Op>) {
     model.dirs.push("d1".into());
     model.files.insert("d1/pre.bin".into(), vec![7u8; 70_000]);
     let mut h = Harness::open(store.clone(), tmp.path().join("journal"));
+    if std::env::var_os("CAIRN_MODEL_TRACE").is_some() {
+        eprintln!("=== case");
+    }
     for op in ops {
         let files: Vec<String> = model.files.keys().cloned().collect();
         if std::env::var_os("CAIRN_MODEL_TRACE").is_some() {

@@ -597,6 +597,20 @@ impl Flusher {
         }
         // Multipart uploads carry no condition here: check first (a race window remains).
         self.check_condition(key, &cond).await?;
+        if fid != 0 {
+            // The ETag of a multipart upload is not known in advance; the record still says
+            // an object may exist once this starts.
+            self.wb
+                .record(Meta::UploadStarted {
+                    fid,
+                    etag: String::new(),
+                })
+                .map_err(|e| StoreError::Other(e.to_string()))?;
+            self.wb
+                .sync()
+                .await
+                .map_err(|e| StoreError::Other(e.to_string()))?;
+        }
         let mut up = self.store.put_multipart(key).await?;
         let mut offset = 0;
         while offset < size {

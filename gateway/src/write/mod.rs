@@ -264,6 +264,9 @@ impl WriteBack {
     }
 
     fn append_meta_locked(&self, st: &mut WriteState, m: Meta) -> FsResult<u64> {
+        if trace_meta() {
+            tracing::debug!(record = ?m, "journal");
+        }
         let payload = records::encode_meta(&m);
         let pos = self
             .journal
@@ -698,6 +701,12 @@ impl WriteBack {
         let running = self.in_flight.load(Ordering::SeqCst) as usize;
         (dirty.len() + paths + st.renames.len() + running, bytes)
     }
+}
+
+/// `CAIRN_TRACE_META=1` logs every namespace record at debug level (for diagnosing tests).
+fn trace_meta() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("CAIRN_TRACE_META").is_some())
 }
 
 /// Journal disk space kept for metadata records when data writes are refused.

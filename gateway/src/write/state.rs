@@ -48,7 +48,11 @@ impl LocalFile {
 
     /// True when the bucket may hold an object at this file's original or uploaded path.
     fn may_exist_in_bucket(&self) -> bool {
-        self.uploaded.is_some() || self.cond != UploadCondition::Absent
+        // An upload that started (journaled before its request left) may have landed even if
+        // the daemon died before recording it.
+        self.uploaded.is_some()
+            || self.cond != UploadCondition::Absent
+            || !self.started_etags.is_empty()
     }
 }
 
@@ -384,9 +388,11 @@ impl WriteState {
             self.move_attrs(from, to);
             return;
         }
-        // Whatever was at the destination is replaced.
-        for (p, _) in self.subtree(to) {
-            if !is_within(&p, from) {
+        // Whatever was at the destination is replaced; deletes still owed to the bucket
+        // there stay owed (an object under the old name must not reappear in the new tree).
+        for (p, st) in self.subtree(to) {
+            let owed = matches!(st, PathState::Deleted { .. } | PathState::DirDeleted { .. });
+            if !is_within(&p, from) && !owed {
                 self.clear_path(&p);
             }
         }
