@@ -28,6 +28,7 @@ import signal
 import socket
 import stat
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,11 @@ POOL = 64 * MiB           # random pool the small objects are sliced from
 BIG_KEY = "seq/big.bin"
 SMALL_DIR = "small"
 LIST_DIR = "dir"
+CKPT_DIR = "ckpt"           # checkpoint files are written to ckpt-<system>-r<run>/shard-<i>.pt
+NULL_NAME = "data.bin"      # the one file of cairn-nullfs
+FUSE_SYSTEMS = ("cairn", "rclone", "s3fs")
+L2_SYSTEMS = ("cairn", "rclone")  # keep their disk cache across a remount (s3fs runs with del_cache)
+ALL_SYSTEMS = FUSE_SYSTEMS + ("ceiling", "local", "nullfs")
 
 
 def log(*a):
@@ -79,8 +85,14 @@ class Config:
         self.timeout = env_int("BENCH_TIMEOUT", 1800)
         self.upload_threads = env_int("BENCH_UPLOAD_THREADS", 32)
         self.seed = env_int("BENCH_SEED", 42)
-        self.systems = e.get("BENCH_SYSTEMS", "cairn rclone s3fs ceiling").split()
-        self.workloads = e.get("BENCH_WORKLOADS", "seq rand files list").split()
+        self.systems = e.get("BENCH_SYSTEMS", "cairn rclone s3fs ceiling local nullfs").split()
+        self.workloads = e.get("BENCH_WORKLOADS", "seq rand files list ckpt l2warm small_l2").split()
+        self.ckpt_files = env_int("BENCH_CKPT_FILES", 4)
+        self.ckpt_bytes = env_int("BENCH_CKPT_MIB", 128 if quick else 1024) * MiB
+        self.ckpt_write = env_int("BENCH_CKPT_WRITE_MIB", 64) * MiB
+        self.ckpt_flush = e.get("BENCH_CKPT_FLUSH", "1") == "1"
+        self.l2_l1 = e.get("BENCH_L2_L1", "64MiB")
+        self.nullfs_bin = e.get("BENCH_NULLFS_BIN", "cairn-nullfs")
         self.verify = e.get("BENCH_VERIFY", "1") == "1"
         self.server_cache = e.get("BENCH_SERVER_CACHE", "pin")  # pin | drop
         self.garage_dir = e.get("BENCH_GARAGE_DIR", "")
@@ -91,11 +103,17 @@ class Config:
         self.cmdline = e.get("BENCH_CMDLINE", "bench/run.sh")
         self.results_dir = e.get("BENCH_RESULTS_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
         self.full_size = (self.big_bytes == 1024 * MiB and self.small_n == 10000 and self.small_bytes == 110 * 1024
-                          and self.dir_n == 100000)
+                          and self.dir_n == 100000
+                          and ("ckpt" not in self.workloads
+                               or (self.ckpt_files == 4 and self.ckpt_bytes == 1024 * MiB
+                                   and self.ckpt_write == 64 * MiB)))
 
     def corpus_text(self):
-        return (f"{human(self.big_bytes)} file; {self.small_n:,} × {human(self.small_bytes)} files; "
-                f"{self.dir_n:,} × {human(self.dir_bytes)} entries in one directory")
+        t = (f"{human(self.big_bytes)} file; {self.small_n:,} × {human(self.small_bytes)} files; "
+             f"{self.dir_n:,} × {human(self.dir_bytes)} entries in one directory")
+        if "ckpt" in self.workloads:
+            t += f"; checkpoints written: {self.ckpt_files} × {human(self.ckpt_bytes)}"
+        return t
 
 
 def human(n):
@@ -144,6 +162,41 @@ def dir_content(seed, i, size):
     p = pool(seed)
     off = (i * 104729 + 13) % (len(p) - size)
     return p[off:off + size]
+
+
+# checkpoint files: one random buffer of the write size, reused for every write() call, with a 16-byte
+# stamp (tag, file, MiB index) at each MiB.  The tag differs per system and run, so that no 1 MiB
+# block repeats anywhere and the store cannot deduplicate one system's upload against another's.
+
+
+def ckpt_name(i):
+    return f"shard-{i:02d}.pt"
+
+
+def ckpt_tag(cfg, system, run):
+    return int.from_bytes(hashlib.sha256(f"ckpt-{cfg.seed}-{system}-{run}".encode()).digest()[:8], "little")
+
+
+def ckpt_base(seed, chunk):
+    return bytearray(random.Random(f"ckpt-{seed}").randbytes(chunk))
+
+
+def ckpt_stamp(buf, tag, file_i, write_k, n):
+    """Prepare buf[:n] as write number write_k of file file_i (the buffer size is a multiple of 1 MiB)."""
+    base = write_k * len(buf) // MiB
+    for j in range(0, n, MiB):
+        struct.pack_into("<QQ", buf, j, tag, (file_i << 40) | (base + j // MiB))
+
+
+def ckpt_sha256(seed, tag, file_i, size, chunk):
+    buf = ckpt_base(seed, chunk)
+    mv, h, off, k = memoryview(buf), hashlib.sha256(), 0, 0
+    while off < size:
+        n = min(chunk, size - off)
+        ckpt_stamp(buf, tag, file_i, k, n)
+        h.update(mv[:n])
+        off, k = off + n, k + 1
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -389,12 +442,14 @@ class MountError(Exception):
 
 
 class Mount:
-    """One fresh mount of `system` with an empty cache directory."""
+    """One fresh mount of `system` with an empty cache directory.  With fresh=False the cache directory
+    of an earlier mount (same cache_tag, kept with keep=True) is reused, as after a remount."""
 
-    def __init__(self, cfg, system, tag):
+    def __init__(self, cfg, system, tag, extra=(), cache_tag=None, fresh=True, keep=False):
         self.cfg, self.system, self.tag = cfg, system, tag
+        self.extra, self.fresh, self.keep = list(extra), fresh, keep
         self.mnt = os.path.join(cfg.work, "mnt", system)
-        self.cache = os.path.join(cfg.work, "cache", f"{system}-{tag}")
+        self.cache = os.path.join(cfg.work, "cache", f"{system}-{cache_tag or tag}")
         self.logpath = os.path.join(cfg.work, "logs", f"{system}-{tag}.log")
         self.pidfile = os.path.join(cfg.work, "pids", f"{system}.pid")
         self.proc = None
@@ -405,7 +460,7 @@ class Mount:
             env.update(AWS_ENDPOINT_URL=c.endpoint, AWS_ACCESS_KEY_ID=c.ak, AWS_SECRET_ACCESS_KEY=c.sk,
                        AWS_REGION=c.region, AWS_ALLOW_HTTP="true")
             return [c.cairn_bin, "mount", f"s3://{c.bucket}", self.mnt, "--foreground",
-                    "--cache-dir", self.cache] + c.cairn_args, env
+                    "--cache-dir", self.cache] + c.cairn_args + self.extra, env
         if self.system == "rclone":
             env.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 fails with LoadCustomCABundleError otherwise
             env.update(RCLONE_CONFIG="/dev/null", RCLONE_CONFIG_BENCHS3_TYPE="s3",
@@ -421,7 +476,7 @@ class Mount:
                     "--s3-upload-concurrency", "8", "--s3-chunk-size", "16M", "--s3-upload-cutoff", "16M",
                     "--s3-no-check-bucket", "--use-server-modtime",
                     "--dir-cache-time", "5m", "--attr-timeout", "5s", "--poll-interval", "0",
-                    "--log-level", "NOTICE"] + c.rclone_args, env
+                    "--log-level", "NOTICE"] + c.rclone_args + self.extra, env
         if self.system == "s3fs":
             pw = os.path.join(c.work, "s3fs.passwd")
             fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -435,13 +490,16 @@ class Mount:
             cmd = ["s3fs", c.bucket, self.mnt, "-f"]
             for opt in o:
                 cmd += ["-o", opt]
-            return cmd + c.s3fs_args, env
+            return cmd + c.s3fs_args + self.extra, env
+        if self.system == "nullfs":
+            return [c.nullfs_bin, self.mnt, str(c.big_bytes), "--name", NULL_NAME] + self.extra, env
         raise ValueError(self.system)
 
     def __enter__(self):
         force_unmount(self.mnt)
-        shutil.rmtree(self.cache, ignore_errors=True)
-        os.makedirs(self.cache)
+        if self.fresh:
+            shutil.rmtree(self.cache, ignore_errors=True)
+        os.makedirs(self.cache, exist_ok=True)
         os.makedirs(self.mnt, exist_ok=True)
         cmd, env = self.command()
         self.cmd = cmd
@@ -509,7 +567,8 @@ class Mount:
         self._stop(5 if broken else 60)
         if self.proc.returncode not in (0, None):
             log(f"{self.system} exited with status {self.proc.returncode} (log {self.logpath})")
-        shutil.rmtree(self.cache, ignore_errors=True)
+        if not self.keep or broken:
+            shutil.rmtree(self.cache, ignore_errors=True)
         return False
 
 
@@ -691,7 +750,43 @@ def w_verify(mnt, seed, big_bytes, small_n, small_bytes, dir_n, dir_bytes):
     return {"ok": not bad, "bad": bad[:10]}
 
 
-WORKERS = {"first": w_first, "seq": w_seq, "files": w_files, "list": w_list, "odirect": w_odirect, "verify": w_verify}
+def w_ckpt(d, files, size, chunk, tag, seed):
+    """Checkpoint-style writes: per file open, write() calls of `chunk` bytes, fsync, close; one file after
+    the other.  Times are CLOCK_MONOTONIC (comparable with the parent's time.monotonic())."""
+    files, size, chunk, tag, seed = map(int, (files, size, chunk, tag, seed))
+    os.makedirs(d, exist_ok=True)
+    buf = ckpt_base(seed, chunk)
+    mv = memoryview(buf)
+    fsyncs, closes = [], []
+    t_start, t_first = time.monotonic(), None
+    for i in range(files):
+        fd = os.open(os.path.join(d, ckpt_name(i)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            off, k = 0, 0
+            while off < size:
+                n = min(chunk, size - off)
+                ckpt_stamp(buf, tag, i, k, n)
+                if t_first is None:
+                    t_first = time.monotonic()
+                w = 0
+                while w < n:
+                    w += os.write(fd, mv[w:n])
+                off, k = off + n, k + 1
+            t = time.monotonic()
+            os.fsync(fd)
+            fsyncs.append(time.monotonic() - t)
+        finally:
+            t = time.monotonic()
+            os.close(fd)
+            closes.append(time.monotonic() - t)
+    t_end = time.monotonic()
+    total = files * size
+    return {"bytes": total, "t_start": t_start, "t_first": t_first, "t_end": t_end, "fsync_s": fsyncs,
+            "close_s": closes, "secs": t_end - t_first, "mbps": total / (t_end - t_first) / 1e6}
+
+
+WORKERS = {"first": w_first, "seq": w_seq, "files": w_files, "list": w_list, "odirect": w_odirect, "verify": w_verify,
+           "ckpt": w_ckpt}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -762,6 +857,16 @@ def step(res, run, system, name, fn, record):
 
 def measure_fuse(cfg, res, run, system):
     w = cfg.workloads
+    if any(x in w for x in ("seq", "rand", "files", "list")):
+        measure_reads(cfg, res, run, system)
+    if "ckpt" in w:
+        measure_ckpt(cfg, res, run, system)
+    if system in L2_SYSTEMS and ("l2warm" in w or "small_l2" in w):
+        measure_l2(cfg, res, run, system)
+
+
+def measure_reads(cfg, res, run, system):
+    w = cfg.workloads
     big = lambda m: os.path.join(m.mnt, BIG_KEY)
 
     def fio_record(name):
@@ -791,20 +896,36 @@ def measure_fuse(cfg, res, run, system):
         with Mount(cfg, system, f"r{run}a") as m:
             res.mount_cmds[system] = m.cmd
             if "seq" in w or "rand" in w:  # with rand only, the cold read just fills the cache (not recorded)
+                rss_reset = reset_peak_rss(m.proc.pid)
                 rec = (lambda r: res.add(run, system, "seq_cold", r["mbps"], secs=round(r["secs"], 2))) \
                     if "seq" in w else (lambda r: None)
                 if step(res, run, system, "seq_cold", lambda: seq(m, "cold"), rec) and "seq" in w:
-                    step(res, run, system, "seq_warm", lambda: seq(m, "warm"),
-                         lambda r: res.add(run, system, "seq_warm", r["mbps"], secs=round(r["secs"], 2)))
+                    before = cairn_metrics(cfg, m.mnt) if system == "cairn" else {}
+
+                    def rec_warm(r):
+                        x = {}
+                        if before:  # where cairn's warm read came from: L1 (RAM), L2 (disk) or the store
+                            after = cairn_metrics(cfg, m.mnt)
+                            for tier in ("l1", "l2"):
+                                x[f"{tier}_hits"] = int(metric(after, "cache_hits_total", tier)
+                                                        - metric(before, "cache_hits_total", tier))
+                            x["from_store_mib"] = round((metric(after, "store_get_bytes_total")
+                                                         - metric(before, "store_get_bytes_total")) / MiB, 1)
+                        res.add(run, system, "seq_warm", r["mbps"], secs=round(r["secs"], 2), **x)
+                    step(res, run, system, "seq_warm", lambda: seq(m, "warm"), rec_warm)
+                if "seq" in w:
+                    record_rss(cfg, res, run, system, m, "rss_seq", rss_reset)
             if "rand" in w:
                 for jobs, name in ((1, "rand_qd1_warm"), (cfg.fio_jobs, "rand_jobs_warm")):
                     step(res, run, system, name, lambda: rand(m, jobs, name), fio_record(name))
             if "files" in w:
+                rss_reset = reset_peak_rss(m.proc.pid)
                 for phase in ("cold", "warm"):
                     if not step(res, run, system, f"files_{phase}", lambda: files(m, phase),
                                 lambda r: res.add(run, system, f"files_{phase}", r["files_per_s"],
                                                   mbps=round(r["mbps"], 1), secs=round(r["secs"], 2))):
                         break
+                record_rss(cfg, res, run, system, m, "rss_files", rss_reset)
             if "list" in w:
                 for phase in ("cold", "warm"):
                     if not step(res, run, system, f"list_{phase}", lambda: listing(m),
@@ -856,6 +977,386 @@ def probe_direct(cfg, res, m, system):
     if not r["direct"]:
         log(f"  {system}: O_DIRECT not usable ({r.get('why')}); fio runs buffered with page cache dropped")
     return r["direct"]
+
+
+# ---- daemon memory and cairn's own counters
+
+
+def reset_peak_rss(pid):
+    """Reset the peak RSS (VmHWM) of pid to its current RSS (clear_refs 5, Linux >= 4.0); False if refused."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_mib(pid):
+    """(VmHWM, VmRSS) of pid in MiB, or (None, None)."""
+    vals = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmHWM", "VmRSS"):
+                    vals[k] = int(v.split()[0]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return vals.get("VmHWM"), vals.get("VmRSS")
+
+
+def cairn_metrics(cfg, mnt):
+    """`cairn stats --prometheus MNT` as {series: value}; {} when it fails."""
+    try:
+        out = subprocess.run([cfg.cairn_bin, "stats", "--prometheus", mnt], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    d = {}
+    for line in out.splitlines():
+        if line and not line.startswith("#"):
+            name, _, v = line.rpartition(" ")
+            try:
+                d[name] = float(v)
+            except ValueError:
+                pass
+    return d
+
+
+def metric(d, name, tier=None):
+    """Sum of the series `name` (with any registry prefix) in cairn_metrics() output, one tier or all."""
+    total = 0.0
+    for k, v in d.items():
+        base, _, labels = k.partition("{")
+        if base.endswith(name) and (tier is None or f'tier="{tier}"' in labels):
+            total += v
+    return total
+
+
+def record_rss(cfg, res, run, system, m, name, was_reset):
+    """Peak RSS of the mount's daemon since reset_peak_rss() (or since it started, if that was refused)."""
+    hwm, now = rss_mib(m.proc.pid)
+    if hwm is None:
+        return
+    extra = {"rss_now_mib": round(now, 1), "peak_since": "reset" if was_reset else "start"}
+    if system == "cairn":
+        d = cairn_metrics(cfg, m.mnt)
+        if d:
+            extra["l1_budget_mib"] = round(metric(d, "cache_budget_bytes", "l1") / MiB, 1)
+            extra["l1_used_mib"] = round(metric(d, "cache_size_bytes", "l1") / MiB, 1)
+    res.add(run, system, name, hwm, **extra)
+
+
+# ---- checkpoint writes
+
+
+def pctl(vals, p):
+    """Nearest-rank percentile."""
+    v = sorted(vals)
+    return v[max(0, math.ceil(p / 100 * len(v)) - 1)]
+
+
+def bucket_sizes(raw, prefix):
+    """{key: size} of every object under prefix (ListObjectsV2)."""
+    out, token = {}, None
+    while True:
+        q = [("list-type", "2"), ("prefix", prefix), ("max-keys", "1000")]
+        if token:
+            q.append(("continuation-token", token))
+        try:
+            st, body = raw.request("GET", "", query=q)
+        except (OSError, http.client.HTTPException) as e:
+            raise WorkloadError(f"list {prefix}: {e}") from e
+        if st != 200:
+            raise WorkloadError(f"list {prefix}: HTTP {st}: {body[:200]!r}")
+        text = body.decode()
+        for c in text.split("<Contents>")[1:]:
+            k, z = re.search(r"<Key>([^<]*)</Key>", c), re.search(r"<Size>(\d+)</Size>", c)
+            if k and z:
+                out[k.group(1)] = int(z.group(1))
+        m = re.search(r"<NextContinuationToken>([^<]+)</NextContinuationToken>", text)
+        if "<IsTruncated>true</IsTruncated>" not in text or not m:
+            return out
+        token = m.group(1)
+
+
+def wait_in_bucket(cfg, raw, prefix, want, flush=None):
+    """Poll the bucket (every 50 ms) until every key of want ({key: size}) is listed with its size.  Returns
+    (time.monotonic() when it was seen complete, when `flush` (a Popen) was seen to exit or None, whether
+    flush exited 0 while something was still missing)."""
+    deadline = time.monotonic() + cfg.timeout
+    flush_at, flush_early = None, False
+    while True:
+        exited = flush is not None and flush_at is None and flush.poll() is not None
+        if exited:
+            flush_at = time.monotonic()
+        sizes = bucket_sizes(raw, prefix)
+        now = time.monotonic()
+        missing = {k: sizes.get(k) for k, v in want.items() if sizes.get(k) != v}
+        if exited and missing and flush.returncode == 0:
+            flush_early = True
+        if not missing:
+            return now, flush_at, flush_early
+        if now > deadline:
+            raise WorkloadError(f"not in the bucket after {cfg.timeout} s (key: size seen): {missing}")
+        time.sleep(0.05)
+
+
+def bucket_sha256(cfg, key):
+    body = boto_client(cfg, 4).get_object(Bucket=cfg.bucket, Key=key)["Body"]
+    h, n = hashlib.sha256(), 0
+    for c in body.iter_chunks(8 * MiB):
+        h.update(c)
+        n += len(c)
+    return h.hexdigest(), n
+
+
+def measure_ckpt(cfg, res, run, system):
+    """ckpt: write cfg.ckpt_files files like torch.save of shards (write() calls of cfg.ckpt_write bytes, fsync,
+    close, one file after the other) through a fresh mount, or to the local disk for system `local`.  Then
+    wait until the bucket lists every file with its size (checked here, independently of the gateway),
+    check one file's sha256 in the bucket, and delete the files."""
+    # a top-level directory of its own per system and run, deleted afterwards with any directory marker
+    # objects: a gateway must not meet another's markers (below a `ckpt/` marker written by cairn, 0 bytes
+    # without Content-Type, s3fs 1.90 failed to create a directory with ENOTDIR)
+    prefix = f"{CKPT_DIR}-{system}-r{run}"
+    tag = ckpt_tag(cfg, system, run)
+    want = {f"{prefix}/{ckpt_name(i)}": cfg.ckpt_bytes for i in range(cfg.ckpt_files)}
+    args = (cfg.ckpt_files, cfg.ckpt_bytes, cfg.ckpt_write, tag, cfg.seed)
+    out = {}
+
+    def record_write(r):
+        out.update(r)
+        fs, cl = [x * 1e3 for x in r["fsync_s"]], [x * 1e3 for x in r["close_s"]]
+        res.add(run, system, "ckpt_write", r["mbps"], secs=round(r["secs"], 2),
+                fsync_p50_ms=round(statistics.median(fs), 1), fsync_p99_ms=round(pctl(fs, 99), 1),
+                close_p50_ms=round(statistics.median(cl), 1), close_max_ms=round(max(cl), 1),
+                fsync_ms=[round(x, 1) for x in fs])
+
+    if system == "local":
+        d = os.path.join(cfg.work, "local", prefix)
+        shutil.rmtree(d, ignore_errors=True)
+        drop_caches()
+        try:
+            step(res, run, system, "ckpt_write", lambda: worker(cfg, d, "ckpt", d, *args), record_write)
+        except MountBroken:
+            pass
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        return
+
+    raw = RawS3(cfg)
+    try:
+        with Mount(cfg, system, f"r{run}-ckpt") as m:
+            drop_caches()
+            if step(res, run, system, "ckpt_write",
+                    lambda: worker(cfg, m.mnt, "ckpt", os.path.join(m.mnt, prefix), *args), record_write):
+                flush = None
+                if system == "cairn" and cfg.ckpt_flush:
+                    flush = subprocess.Popen([cfg.cairn_bin, "flush", m.mnt], stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                seen = {}
+                try:
+                    step(res, run, system, "ckpt_bucket", lambda: wait_in_bucket(cfg, raw, prefix + "/", want, flush),
+                         lambda r: seen.update(done=r[0], flush_at=r[1], flush_early=r[2]))
+                finally:
+                    if flush is not None:
+                        try:
+                            _, err = flush.communicate(timeout=120)
+                        except subprocess.TimeoutExpired:
+                            flush.kill()
+                            _, err = flush.communicate()
+                        seen.setdefault("flush_at", None)
+                        if seen["flush_at"] is None and flush.returncode == 0:
+                            seen["flush_at"] = time.monotonic()
+                        if flush.returncode != 0:
+                            res.error(run, system, "cairn flush", f"exit {flush.returncode}: {err.strip()[-300:]}")
+                if "done" in seen:
+                    how = {"cairn": "cairn flush" if flush is not None else "flusher (--flush-delay)",
+                           "rclone": "--vfs-write-back 2s", "s3fs": "upload on fsync/close"}
+                    extra = {"after_last_close_s": round(seen["done"] - out["t_end"], 2), "how": how[system]}
+                    if seen.get("flush_at"):
+                        extra["flush_exit_after_close_s"] = round(seen["flush_at"] - out["t_end"], 2)
+                    if system == "cairn":
+                        d = cairn_metrics(cfg, m.mnt)
+                        if d:
+                            extra.update(uploads=int(metric(d, "cairn_write_uploads_total")),
+                                         uploaded_mib=round(metric(d, "cairn_write_uploaded_bytes_total") / MiB, 1),
+                                         throttled=int(metric(d, "cairn_write_throttled_total")),
+                                         upload_failures=int(metric(d, "cairn_write_upload_failures_total")))
+                    res.add(run, system, "ckpt_bucket", seen["done"] - out["t_start"], **extra)
+                    if seen.get("flush_early"):
+                        res.error(run, system, "cairn flush", "exited 0 before every file was in the bucket")
+    except MountError as e:
+        res.error(run, system, "mount", e)
+    except MountBroken:
+        log(f"  {system}: ckpt timed out; mount aborted")
+    try:
+        if cfg.verify and "t_end" in out:
+            sizes = bucket_sizes(raw, prefix + "/")
+            bad = [f"{k}: {sizes.get(k)} bytes" for k, v in want.items() if sizes.get(k) != v]
+            last = f"{prefix}/{ckpt_name(cfg.ckpt_files - 1)}"
+            if not bad:
+                got, n = bucket_sha256(cfg, last)
+                if got != ckpt_sha256(cfg.seed, tag, cfg.ckpt_files - 1, cfg.ckpt_bytes, cfg.ckpt_write):
+                    bad.append(f"{last}: sha256 differs ({n} bytes read)")
+            res.ckpt_verified[system] = res.ckpt_verified.get(system, True) and not bad
+            if bad:
+                res.error(run, system, "ckpt verify", f"bucket content mismatch: {bad[:4]}")
+    except Exception as e:  # noqa: BLE001 - a failed check is reported, the run goes on
+        res.ckpt_verified[system] = False
+        res.error(run, system, "ckpt verify", e)
+    finally:
+        try:  # do not let 4 GiB per system and run pile up in the store
+            for k in bucket_sizes(raw, prefix + "/"):
+                raw.request("DELETE", k)
+        except Exception as e:  # noqa: BLE001
+            log(f"  could not delete {prefix}/ from the bucket: {e}")
+
+
+# ---- reads from the disk cache after a remount
+
+
+def measure_l2(cfg, res, run, system):
+    """l2warm / small_l2: fill the disk cache with one cold read on a mount with a small RAM cache (cairn:
+    --l1-cache-size cfg.l2_l1), unmount, mount again on the same cache directory, drop the page cache and
+    read again: the big file, then the small files in another shuffled order."""
+    w = cfg.workloads
+    tag = f"r{run}-l2"
+    extra = ["--l1-cache-size", cfg.l2_l1] if system == "cairn" else []
+    fill = {}
+
+    def seq(m):
+        drop_caches()
+        return worker(cfg, m.mnt, "seq", os.path.join(m.mnt, BIG_KEY), cfg.big_bytes)
+
+    def files(m, seed):
+        drop_caches()
+        return worker(cfg, m.mnt, "files", os.path.join(m.mnt, SMALL_DIR), cfg.small_n, cfg.small_bytes,
+                      cfg.threads, seed)
+
+    def counters(m):
+        if system != "cairn":
+            return {}
+        d = cairn_metrics(cfg, m.mnt)
+        return {"store": metric(d, "store_get_bytes_total"), "l2_hits": metric(d, "cache_hits_total", "l2"),
+                "l2_admitted": metric(d, "cache_admitted_bytes_total", "l2"),
+                "l2_skipped": metric(d, "cache_admissions_skipped_total", "l2")}
+
+    def measured(m, name, fn, value_key, **more):
+        before = counters(m)
+
+        def record(r):
+            x = dict(more)
+            after = counters(m)
+            if after and before:
+                x["from_store_mib"] = round((after["store"] - before["store"]) / MiB, 1)
+                x["l2_hits"] = int(after["l2_hits"] - before["l2_hits"])
+            if "mbps" in r and value_key != "mbps":
+                x["mbps"] = round(r["mbps"], 1)
+            res.add(run, system, name, r[value_key], secs=round(r["secs"], 2), **x)
+        step(res, run, system, name, fn, record)
+
+    try:
+        with Mount(cfg, system, f"{tag}-fill", extra=extra, cache_tag=tag, keep=True) as m:
+            if "l2warm" in w:
+                step(res, run, system, "l2warm fill", lambda: seq(m),
+                     lambda r: fill.update(fill_mbps=round(r["mbps"], 1)))
+            if "small_l2" in w:
+                step(res, run, system, "small_l2 fill", lambda: files(m, cfg.seed + run * 10 + 5),
+                     lambda r: fill.update(fill_files_per_s=round(r["files_per_s"], 1)))
+            c = counters(m)
+            if c:
+                fill.update(l2_admitted_mib=round(c["l2_admitted"] / MiB, 1), l2_skipped=int(c["l2_skipped"]))
+        with Mount(cfg, system, f"{tag}-warm", extra=extra, cache_tag=tag, fresh=False) as m:
+            res.mount_cmds[f"{system} (l2warm, small_l2)"] = m.cmd
+            if "l2warm" in w:
+                measured(m, "l2warm", lambda: seq(m), "mbps",
+                         **{k: v for k, v in fill.items() if not k.startswith("fill_files")})
+            if "small_l2" in w:
+                measured(m, "small_l2", lambda: files(m, cfg.seed + run * 10 + 6), "files_per_s",
+                         **{k: v for k, v in fill.items() if k == "fill_files_per_s"})
+    except MountError as e:
+        res.error(run, system, "mount", e)
+    except MountBroken as e:
+        log(f"  {system}: {e} timed out; rest of this workload skipped")
+    finally:
+        shutil.rmtree(os.path.join(cfg.work, "cache", f"{system}-{tag}"), ignore_errors=True)
+
+
+# ---- local references: local disk (ext4 under the work dir) and a null FUSE file system
+
+
+def prepare_local(cfg):
+    """The corpus's big file and small files on the local disk, once per bench run."""
+    root = os.path.join(cfg.work, "local")
+    ready = os.path.join(root, ".corpus-ready")
+    if os.path.exists(ready):
+        return root
+    os.makedirs(os.path.join(root, os.path.dirname(BIG_KEY)), exist_ok=True)
+    os.makedirs(os.path.join(root, SMALL_DIR), exist_ok=True)
+    with open(os.path.join(root, BIG_KEY), "wb") as f:
+        for i in range(math.ceil(cfg.big_bytes / PART)):
+            f.write(big_part(cfg.seed, i, cfg.big_bytes))
+    for i in range(cfg.small_n):
+        with open(os.path.join(root, SMALL_DIR, small_name(i)), "wb") as f:
+            f.write(small_content(cfg.seed, i, cfg.small_bytes))
+    os.sync()
+    open(ready, "w").close()
+    return root
+
+
+def measure_local(cfg, res, run):
+    w = cfg.workloads
+    if "ckpt" in w:
+        measure_ckpt(cfg, res, run, "local")
+    if "l2warm" not in w and "small_l2" not in w:
+        return
+    root = prepare_local(cfg)
+    try:
+        if "l2warm" in w:
+            drop_caches()
+            step(res, run, "local", "l2warm",
+                 lambda: worker(cfg, root, "seq", os.path.join(root, BIG_KEY), cfg.big_bytes),
+                 lambda r: res.add(run, "local", "l2warm", r["mbps"], secs=round(r["secs"], 2)))
+        if "small_l2" in w:
+            drop_caches()
+            step(res, run, "local", "small_l2",
+                 lambda: worker(cfg, root, "files", os.path.join(root, SMALL_DIR), cfg.small_n, cfg.small_bytes,
+                                cfg.threads, cfg.seed + run * 10 + 6),
+                 lambda r: res.add(run, "local", "small_l2", r["files_per_s"], mbps=round(r["mbps"], 1),
+                                   secs=round(r["secs"], 2)))
+    except MountBroken:
+        pass
+
+
+def measure_nullfs(cfg, res, run):
+    """The FUSE ceiling for warm reads: the same readers on cairn-nullfs, which answers every read from one
+    preallocated buffer."""
+    w = cfg.workloads
+    if "seq" not in w and "rand" not in w:
+        return
+    try:
+        with Mount(cfg, "nullfs", f"r{run}") as m:
+            res.mount_cmds["nullfs"] = m.cmd
+            path = os.path.join(m.mnt, NULL_NAME)
+            if "seq" in w:
+                drop_caches()
+                step(res, run, "nullfs", "seq_warm", lambda: worker(cfg, m.mnt, "seq", path, cfg.big_bytes),
+                     lambda r: res.add(run, "nullfs", "seq_warm", r["mbps"], secs=round(r["secs"], 2)))
+            if "rand" in w:
+                direct = worker(cfg, m.mnt, "odirect", path, timeout=120)["direct"]
+                res.direct["nullfs"] = direct
+                for jobs, name in ((1, "rand_qd1_warm"), (cfg.fio_jobs, "rand_jobs_warm")):
+                    drop_caches()
+                    step(res, run, "nullfs", name, lambda: fio(cfg, m.mnt, path, jobs, direct, name),
+                         lambda r: res.add(run, "nullfs", name, r.pop("iops"),
+                                           **{k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()}))
+    except MountError as e:
+        res.error(run, "nullfs", "mount", e)
+    except (MountBroken, WorkloadError) as e:
+        log(f"  nullfs: {e}")
 
 
 # ---- ceiling: the same object store without FUSE
@@ -1092,6 +1593,40 @@ ROWS = [  # key, label, unit, higher-is-better, value getter
     ("list_warm", "readdir + stat of {dir_n} entries, warm", "s", False),
 ]
 
+CKPT_ROWS = [
+    ("ckpt_write", "Checkpoint write, {ckpt_n} × {ckpt} ({wsize} write() calls, fsync, close), first write to "
+                   "last close", "MB/s", True),
+    ("ckpt_write:fsync_p50_ms", "fsync per file, p50", "ms", False),
+    ("ckpt_write:fsync_p99_ms", "fsync per file, p99 (nearest rank; the slowest file)", "ms", False),
+    ("ckpt_write:close_p50_ms", "close per file, p50", "ms", False),
+    ("ckpt_bucket", "Time until all {ckpt_n} files are in the bucket, from the first open()", "s", False),
+]
+
+L2_ROWS = [
+    ("l2warm", "Sequential read {big} after a remount: disk cache warm, RAM cache empty", "MB/s", True),
+    ("small_l2", "{small_n} × {small} files, {threads} threads, after a remount: disk cache warm", "files/s", True),
+]
+
+REF_ROWS = [  # key, label, reference system, reference label, target ratio
+    ("seq_warm", "Sequential re-read {big}, warm (cairn: from its RAM cache, L1)", "nullfs",
+     "null FUSE file system (cairn-nullfs)", 0.90),
+    ("rand_qd1_warm", "4 KiB random read, 1 job QD1, warm", "nullfs", "null FUSE file system", None),
+    ("rand_jobs_warm", "4 KiB random read, {jobs} jobs QD1, warm", "nullfs", "null FUSE file system", None),
+    ("ckpt_write", "Checkpoint write {ckpt_n} × {ckpt} (fsync included)", "local", "local disk write", 0.80),
+    ("l2warm", "Sequential read {big} from the warm disk cache (L2), L1 empty", "local",
+     "local disk read (page cache dropped)", None),
+    ("small_l2", "{small_n} × {small} files from the warm disk cache", "local",
+     "local disk read (page cache dropped)", None),
+]
+
+MEM_ROWS = [
+    ("rss_seq", "Peak RSS of the daemon during the sequential reads ({big} cold, then warm)", "MiB", False),
+    ("rss_files", "Peak RSS of the daemon during the small-file reads (cold, then warm)", "MiB", False),
+    ("rss_seq:l1_budget_mib", "RAM cache (L1) budget", "MiB", None),
+]
+
+SYSTEM_NAMES = {"local": "local disk", "nullfs": "null FUSE"}
+
 
 def fmt(v, unit):
     if v is None:
@@ -1103,7 +1638,7 @@ def fmt(v, unit):
 
 def medians(rows):
     out = {}
-    for key, *_ in ROWS:
+    for key, *_ in ROWS + CKPT_ROWS + L2_ROWS + MEM_ROWS:
         wl, _, field = key.partition(":")
         for system in {r["system"] for r in rows}:
             vals = [r[field] if field else r["value"] for r in rows if r["system"] == system and r["workload"] == wl
@@ -1138,6 +1673,7 @@ def machine_info(cfg):
                   if "cairn" in cfg.systems else "not measured"),
         "rclone": run_cmd(["rclone", "version"]).splitlines()[0] if "rclone" in cfg.systems else "not measured",
         "s3fs": run_cmd(["s3fs", "--version"]).splitlines()[0] if "s3fs" in cfg.systems else "not measured",
+        "nullfs": f"cairn-nullfs ({cfg.nullfs_bin})" if "nullfs" in cfg.systems else "not measured",
         "garage": run_cmd([garage, "--version"]).splitlines()[0] if run_cmd([garage, "--version"]) else "?",
         "fio": run_cmd(["fio", "--version"]),
         "fuse": run_cmd(["fusermount3", "--version"]),
@@ -1152,10 +1688,32 @@ def machine_info(cfg):
     return info
 
 
+def table(L, m, rows, systems, ratios, sub, na=None):
+    """A Markdown table of medians: one column per system, then one per (a, b) in ratios, oriented so that
+    > 1 means a is better.  na maps (key, system) to the text of a cell that does not apply."""
+    rows = [r for r in rows if any((r[0], s) in m for s in systems)]
+    if not rows:
+        return False
+    name = lambda s: SYSTEM_NAMES.get(s, s)
+    L.append("| workload | unit | " + " | ".join(name(s) for s in systems) + "".join(
+        f" | {name(a)}/{name(b)}" for a, b in ratios) + " |")
+    L.append("|---|---|" + "--:|" * (len(systems) + len(ratios)))
+    for key, label, unit, higher in rows:
+        cells = [fmt(m.get((key, s), (None,))[0], unit) for s in systems]
+        cells = [(na or {}).get((key, s), c) if c == "—" else c for s, c in zip(systems, cells)]
+        rs = []
+        for a, b in ratios:
+            va, vb = m.get((key, a), (None,))[0], m.get((key, b), (None,))[0]
+            rs.append("—" if not va or not vb or higher is None else f"{(va / vb) if higher else (vb / va):.2f}×")
+        L.append(f"| {label.format(**sub)} | {unit} | " + " | ".join(cells + rs) + " |")
+    return True
+
+
 def report(cfg, res, info, upload_info, started):
     m = medians(res.rows)
     sub = dict(big=human(cfg.big_bytes), small=human(cfg.small_bytes), small_n=f"{cfg.small_n:,}",
-               dir_n=f"{cfg.dir_n:,}", threads=cfg.threads, jobs=cfg.fio_jobs)
+               dir_n=f"{cfg.dir_n:,}", threads=cfg.threads, jobs=cfg.fio_jobs, ckpt_n=cfg.ckpt_files,
+               ckpt=human(cfg.ckpt_bytes), wsize=human(cfg.ckpt_write), l2_l1=cfg.l2_l1)
     systems = [s for s in ("cairn", "rclone", "s3fs", "ceiling")]
     L = []
     L.append(f"### {info['date']}{'' if cfg.full_size else ' (reduced corpus — not comparable to full runs)'}")
@@ -1164,10 +1722,12 @@ def report(cfg, res, info, upload_info, started):
     L.append(f"Corpus: {cfg.corpus_text()}; median of {cfg.runs} run(s); fio {cfg.fio_runtime} s per point.  ")
     L.append("Cold: fresh mount, empty cache directory, page cache dropped. " + res.server_note)
     L.append("")
-    L.append("| workload | unit | cairn | rclone | s3fs | ceiling | cairn/rclone | cairn/s3fs | cairn/ceiling |")
-    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|")
     notes = set()
-    for key, label, unit, higher in ROWS:
+    main_rows = [r for r in ROWS if any((r[0], s) in m for s in systems)]
+    if main_rows:
+        L.append("| workload | unit | cairn | rclone | s3fs | ceiling | cairn/rclone | cairn/s3fs | cairn/ceiling |")
+        L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+    for key, label, unit, higher in main_rows:
         if not any((key, s) in m for s in systems):
             continue
         cells = []
@@ -1198,7 +1758,7 @@ def report(cfg, res, info, upload_info, started):
         L.append(f"| {label.format(**sub)} | {unit} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     L.append("")
     L.append("Ratios are oriented so that > 1 means cairn is better (throughput ratio, or time ratio peer/cairn "
-             "for rows in seconds). Warm rows have no ceiling (they are served from the mount's own cache). "
+             "for rows in seconds or ms). Warm rows have no ceiling (they are served from the mount's own cache). "
              "MB/s = 10⁶ bytes/s.")
     for n in sorted(notes):
         L.append("")
@@ -1207,9 +1767,10 @@ def report(cfg, res, info, upload_info, started):
         L.append("")
         L.append("Content check (sampled bytes of every object kind compared with what was uploaded): "
                  + ", ".join(f"{s} {'ok' if ok else 'MISMATCH'}" for s, ok in sorted(res.verified.items())))
+    report_new_tables(cfg, res, m, sub, L)
     L.append("")
     L.append("Machine: " + "; ".join(f"{k} {info[k]}" for k in ("cpu", "ram", "kernel", "os", "disk")) + ".  ")
-    L.append("Versions: " + "; ".join(f"{k}: {info[k]}" for k in ("cairn", "rclone", "s3fs", "garage", "fio", "fuse",
+    L.append("Versions: " + "; ".join(f"{k}: {info[k]}" for k in ("cairn", "rclone", "s3fs", "nullfs", "garage", "fio", "fuse",
                                                                   "curl", "python", "boto3") if k in info) + ".  ")
     L.append(f"Corpus upload: {upload_info}. Total wall time {(time.time() - started) / 60:.1f} min.")
     L.append("")
@@ -1217,10 +1778,12 @@ def report(cfg, res, info, upload_info, started):
     L.append("")
     L.append("| workload | system | runs | extra (last run) |")
     L.append("|---|---|---|---|")
-    for key, label, unit, _ in ROWS:
-        if ":" in key:
+    seen = set()
+    for key, label, unit, _ in ROWS + CKPT_ROWS + L2_ROWS + MEM_ROWS:
+        if ":" in key or key in seen:
             continue
-        for s in systems:
+        seen.add(key)
+        for s in ALL_SYSTEMS:
             rows = [r for r in res.rows if r["workload"] == key and r["system"] == s]
             if rows:
                 extra = {k: v for k, v in rows[-1].items() if k not in ("run", "system", "workload", "value")}
@@ -1243,6 +1806,68 @@ def report(cfg, res, info, upload_info, started):
     return "\n".join(L) + "\n"
 
 
+def report_new_tables(cfg, res, m, sub, L):
+    """The checkpoint-write, remount, local-reference and memory tables (each only when measured)."""
+    def header(title, text):
+        L.append("")
+        L.append(f"#### {title}")
+        L.append("")
+        if text:
+            L.append(text)
+            L.append("")
+
+    if any(k == "ckpt_write" for k, _ in m):
+        how = ("cairn: `cairn flush` started right after the last close" if cfg.ckpt_flush
+               else "cairn: background flusher only (BENCH_CKPT_FLUSH=0)")
+        header("Checkpoint writes (`ckpt`)",
+               f"Each file: open, {human(cfg.ckpt_write)} write() calls, fsync, close; files one after the "
+               f"other. The bucket is polled with ListObjectsV2 every 50 ms, independently of the gateway, "
+               f"until every file is listed with its full size ({how}; rclone: `--vfs-write-back 2s`; s3fs "
+               f"uploads on fsync/close). Local disk: the same writes to ext4 under the work directory.")
+        table(L, m, CKPT_ROWS, ["cairn", "rclone", "s3fs", "local"],
+              [("cairn", "rclone"), ("cairn", "s3fs"), ("cairn", "local")], sub,
+              na={("ckpt_bucket", "local"): "n/a"})
+        if res.ckpt_verified:
+            L.append("")
+            L.append(f"Bucket check (every size, and the sha256 of the last file, against the bytes written): "
+                     + ", ".join(f"{s} {'ok' if ok else 'MISMATCH'}" for s, ok in sorted(res.ckpt_verified.items())))
+
+    if any(k in ("l2warm", "small_l2") for k, _ in m):
+        header("Reads from the disk cache after a remount (`l2warm`, `small_l2`)",
+               f"One cold read fills the disk cache (cairn mounted with `--l1-cache-size {cfg.l2_l1}`), the "
+               f"mount is unmounted and mounted again on the same cache directory, the page cache is dropped, "
+               f"and the same data is read again. s3fs is not measured (it runs with `del_cache`, which empties "
+               f"its cache at every mount). Local disk: the same files on ext4 under the work directory, page "
+               f"cache dropped.")
+        table(L, m, L2_ROWS, ["cairn", "rclone", "local"], [("cairn", "rclone"), ("cairn", "local")], sub)
+
+    refs = [r for r in REF_ROWS if (r[0], "cairn") in m and (r[0], r[2]) in m]
+    if refs:
+        units = {k: (u, h) for k, _, u, h in ROWS + CKPT_ROWS + L2_ROWS}
+        header("cairn against local references", "")
+        L.append("| workload | unit | cairn | reference | value | cairn/reference | target |")
+        L.append("|---|---|--:|---|--:|--:|---|")
+        for key, label, ref, ref_label, target in refs:
+            unit, _ = units[key]
+            cv, rv = m[(key, "cairn")][0], m[(key, ref)][0]
+            ratio = cv / rv if rv else 0
+            t = "—" if target is None else f"≥ {target:.2f}: {'met' if ratio >= target else 'not met'}"
+            L.append(f"| {label.format(**sub)} | {unit} | {fmt(cv, unit)} | {ref_label} | {fmt(rv, unit)} | "
+                     f"{ratio:.2f}× | {t} |")
+
+    if any(k in ("rss_seq", "rss_files") for k, _ in m):
+        header("Memory",
+               "VmHWM of the mount's daemon process, reset (`/proc/PID/clear_refs`) before each group of "
+               "reads on mount A. rclone and s3fs keep no RAM block cache of a fixed size (rclone: "
+               "`--buffer-size 32M` per open file).")
+        table(L, m, MEM_ROWS, ["cairn", "rclone", "s3fs"], [], sub)
+        l1 = m.get(("rss_seq:l1_budget_mib", "cairn"), (None,))[0]
+        peaks = [(w, m[(w, "cairn")][0]) for w in ("rss_seq", "rss_files") if (w, "cairn") in m]
+        if l1 and peaks:
+            L.append("")
+            L.append("cairn peak RSS / L1 budget: " + ", ".join(f"{w[4:]} {v / l1:.2f}×" for w, v in peaks) + ".")
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -1263,7 +1888,7 @@ def cmd_run():
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = os.path.join(cfg.results_dir, stamp + ("" if cfg.full_size else "-smoke"))
     res = Results(base + ".jsonl")
-    res.direct, res.verified, res.mount_cmds = {}, {}, {}
+    res.direct, res.verified, res.mount_cmds, res.ckpt_verified = {}, {}, {}, {}
     log(f"corpus: {cfg.corpus_text()}")
     upload_info = upload(cfg)
     if cfg.server_cache == "pin" and cfg.garage_dir:
@@ -1278,13 +1903,17 @@ def cmd_run():
         res.server_note = ("Garage's files are dropped from the page cache with everything else before each point, so "
                            "cold reads include the store reading this VM's disk (BENCH_SERVER_CACHE=drop).")
     info = machine_info(cfg)
-    systems = [s for s in cfg.systems if s in ("cairn", "rclone", "s3fs", "ceiling")]
+    systems = [s for s in cfg.systems if s in ALL_SYSTEMS]
     for run in range(1, cfg.runs + 1):
         order = systems[(run - 1) % len(systems):] + systems[:(run - 1) % len(systems)]  # rotate to spread drift
         for system in order:
             log(f"run {run}/{cfg.runs}: {system}")
             if system == "ceiling":
                 measure_ceiling(cfg, res, run)
+            elif system == "local":
+                measure_local(cfg, res, run)
+            elif system == "nullfs":
+                measure_nullfs(cfg, res, run)
             else:
                 measure_fuse(cfg, res, run, system)
     text = report(cfg, res, info, upload_info, started)

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # cairn benchmark harness — one command, not part of CI.  See docs/BENCHMARKS.md.
 #
-#   bench/run.sh [--quick] [--update-docs] [--keep] [--systems "cairn rclone s3fs ceiling"]
+#   bench/run.sh [--quick] [--update-docs] [--keep] [--systems "cairn rclone s3fs ceiling local nullfs"]
 #
 # Installs what is missing (fio, rclone, s3fs, fuse3, curl via apt; Garage 2.5.0 via cargo; a venv with
-# boto3 under ~/.cache/cairn/bench-venv), builds cairn in release mode, starts a private single-node
+# boto3 under ~/.cache/cairn/bench-venv), builds cairn and bench/nullfs in release mode, starts a private single-node
 # Garage on 127.0.0.1, uploads the corpus, mounts each system in turn, runs the workloads and prints a
 # Markdown report (also written to bench/results/<timestamp>.md).  Everything it mounts or starts is
 # stopped on exit, including on failure or Ctrl-C.  Must run as root (drop_caches, FUSE mounts).
 #
-# Knobs (environment): BENCH_RUNS (3)  BENCH_SYSTEMS  BENCH_WORKLOADS ("seq rand files list")
+# Knobs (environment): BENCH_RUNS (3)  BENCH_SYSTEMS  BENCH_WORKLOADS ("seq rand files list ckpt l2warm small_l2")
 #   BENCH_BIG_MIB (1024)  BENCH_SMALL_FILES (10000)  BENCH_SMALL_KIB (110)  BENCH_DIR_ENTRIES (100000)
 #   BENCH_DIR_ENTRY_BYTES (1024)  BENCH_FIO_RUNTIME (20)  BENCH_FIO_JOBS (4)  BENCH_THREADS (8)
 #   BENCH_QUICK=1 (small corpus, 1 run, 3 s fio)  BENCH_UPDATE_DOCS=1  BENCH_KEEP=1 (keep work dir)
 #   BENCH_WORKDIR (default: mktemp under /var/tmp)  BENCH_S3_PORT (first port tried, default 39100)
 #   BENCH_CAIRN_BIN (skip the build, use this binary)  BENCH_CAIRN_ARGS / BENCH_RCLONE_ARGS /
 #   BENCH_S3FS_ARGS (extra mount flags)  BENCH_TIMEOUT (per workload, s, 1800)  BENCH_VERIFY (1)
+#   BENCH_CKPT_FILES (4)  BENCH_CKPT_MIB (1024)  BENCH_CKPT_WRITE_MIB (64)  BENCH_CKPT_FLUSH (1: cairn flush
+#   after the last close)  BENCH_L2_L1 (64MiB: cairn's L1 for l2warm/small_l2)  BENCH_NULLFS_BIN (skip its build)
 #   GARAGE_BIN  CARGO_TARGET_DIR
 set -euo pipefail
 
@@ -43,7 +45,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 export BENCH_CMDLINE="${knobs}${cmdline}"
-export BENCH_SYSTEMS=${BENCH_SYSTEMS:-cairn rclone s3fs ceiling}
+export BENCH_SYSTEMS=${BENCH_SYSTEMS:-cairn rclone s3fs ceiling local nullfs}
 has() { [[ " $BENCH_SYSTEMS " == *" $1 "* ]]; }
 
 [ "$(id -u)" = 0 ] || die "run as root (needs /proc/sys/vm/drop_caches and FUSE mounts)"
@@ -84,6 +86,17 @@ if has cairn; then
     log "building cairn (release) into $CARGO_TARGET_DIR"
     (cd "$ROOT" && cargo build --release -p cairn >&2) || die "cargo build failed (BENCH_SYSTEMS='rclone s3fs ceiling' skips cairn)"
     export BENCH_CAIRN_BIN=$CARGO_TARGET_DIR/release/cairn
+  fi
+fi
+if has nullfs; then
+  if [ -n "${BENCH_NULLFS_BIN:-}" ]; then
+    [ -x "$BENCH_NULLFS_BIN" ] || die "BENCH_NULLFS_BIN=$BENCH_NULLFS_BIN is not executable"
+  else
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+    log "building cairn-nullfs (release) into $CARGO_TARGET_DIR"
+    # its own cargo invocation: building it together with cairn would change cairn's feature set
+    (cd "$ROOT" && cargo build --release -p cairn-nullfs >&2) || die "cargo build -p cairn-nullfs failed"
+    export BENCH_NULLFS_BIN=$CARGO_TARGET_DIR/release/cairn-nullfs
   fi
 fi
 export BENCH_GIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo none)
@@ -131,7 +144,7 @@ cleanup() {
   [ -n "$GARAGE_PID" ] && stop_pid "$GARAGE_PID"
   if [ "${BENCH_KEEP:-0}" = 1 ] || [ $rc -ne 0 ]; then
     log "work dir kept: $WORK (logs in $WORK/logs, garage log $WORK/garage/server.log)"
-    rm -rf "$WORK/cache" "$WORK/garage/data" "$WORK/garage/meta"
+    rm -rf "$WORK/cache" "$WORK/local" "$WORK/garage/data" "$WORK/garage/meta"
   else
     rm -rf "$WORK"
   fi
