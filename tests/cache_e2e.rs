@@ -54,7 +54,8 @@ fn dir_bytes(p: &Path) -> u64 {
     let mut n = 0;
     if let Ok(rd) = fs::read_dir(p) {
         for e in rd.flatten() {
-            let m = e.metadata().unwrap();
+            // Files are evicted while we walk: a vanished one holds no bytes.
+            let Ok(m) = e.metadata() else { continue };
             n += if m.is_dir() {
                 dir_bytes(&e.path())
             } else {

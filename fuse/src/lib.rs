@@ -209,6 +209,14 @@ impl Filesystem for CairnFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
+        // Local disk only: done here, without a copy or a hop to the runtime.
+        if let Some(r) = self.gw.write_now(fh.0, offset, data) {
+            match r {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(&e)),
+            }
+            return;
+        }
         let gw = self.gw.clone();
         let data = data.to_vec();
         self.rt.spawn(async move {

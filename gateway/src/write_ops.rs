@@ -399,6 +399,27 @@ impl Gateway {
         Ok(data.len() as u32)
     }
 
+    /// The write fast path, run on the FUSE thread itself: a handle that is already local and
+    /// a mount under its dirty bound take the data straight into the journal (no copy, no
+    /// task). `None` means the async [`Self::write`] must handle it.
+    pub fn write_now(&self, fh: HandleId, offset: u64, data: &[u8]) -> Option<FsResult<u32>> {
+        let Ok(Handle::Local(h)) = self.handle(fh) else {
+            return None;
+        };
+        if !h.writable {
+            return None;
+        }
+        let fid = (*h.local.lock().unwrap())?;
+        let wb = self.wb.as_ref()?;
+        if wb.maybe_over_dirty_bound() {
+            return None;
+        }
+        Some(wb.write(fid, offset, data).map(|()| {
+            self.touched(fid);
+            data.len() as u32
+        }))
+    }
+
     /// Makes every change journaled so far durable (fsync, fdatasync, close).
     pub async fn sync(&self) -> FsResult<()> {
         match &self.wb {

@@ -169,6 +169,8 @@ impl S3Lister {
             .method(method.clone())
             .uri(&uri)
             .header(http::header::CONTENT_LENGTH, "0")
+            // What s3fs and the S3 console write for folders: other tools treat it as one.
+            .header(http::header::CONTENT_TYPE, "application/x-directory")
             .body(HttpRequestBody::empty())
             .map_err(|e| StoreError::Other(format!("cannot build {method} request: {e}")))?;
         AwsAuthorizer::new(&cred, "s3", &self.region)

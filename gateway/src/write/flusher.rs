@@ -20,6 +20,9 @@ use super::state::PathState;
 use super::WriteBack;
 use crate::store::{BlobStore, ObjectInfo, PutCondition, StoreError};
 
+/// Longest a dirty file waits for a busy mount to go quiet before it is uploaded anyway.
+const MAX_HOLD: Duration = Duration::from_secs(30);
+
 /// Told about every path whose bucket state the flusher changed (to refresh metadata caches):
 /// the path and, for an upload, the new object.
 pub type ChangeHook = Arc<dyn Fn(&str, Option<&ObjectInfo>) + Send + Sync>;
@@ -207,13 +210,26 @@ impl Flusher {
             self.settle(w, r);
         }
         let mut file_work = Vec::new();
+        // While the mount is being written to (a checkpoint burst), uploads wait for the burst
+        // to end so they do not compete with it for disk and CPU, unless dirty data piles up
+        // (half the bound) or a file has waited for `MAX_HOLD`.
+        let dirty = self.wb.recount_dirty();
+        let busy =
+            self.wb.writes_quiet_for() < delay && dirty < self.wb.config().max_dirty_bytes / 2;
         {
             let changed = self.changed_at.lock().unwrap();
+            let since = self.dirty_since.lock().unwrap();
             for fid in files {
                 let quiet = changed.get(&fid).map(|t| now.saturating_duration_since(*t));
-                let ready = forced || quiet.is_none_or(|q| q >= delay);
+                let held = since
+                    .get(&fid)
+                    .is_some_and(|t| now.saturating_duration_since(*t) >= MAX_HOLD);
+                let ready = forced || (quiet.is_none_or(|q| q >= delay) && (!busy || held));
                 if !ready {
-                    next = next.min(delay - quiet.unwrap_or_default());
+                    // Look again when this file's (or the mount's) quiet period may be over.
+                    let own = delay.saturating_sub(quiet.unwrap_or_default());
+                    let mount = delay.saturating_sub(self.wb.writes_quiet_for());
+                    next = next.min(own.max(mount).max(Duration::from_millis(20)));
                     continue;
                 }
                 let w = Work::File(fid);

@@ -128,6 +128,11 @@ pub struct WriteBack {
     /// Bucket operations of the flusher under way (an upload of a file unlinked meanwhile
     /// leaves a delete to do when it ends, so a drain must wait for it).
     pub(crate) in_flight: AtomicU64,
+    /// When data was last written (ns since `born`), for the mount-wide quiet period.
+    last_write: AtomicU64,
+    /// Dirty bytes as of the flusher's last count plus what was written since (cheap check).
+    dirty_estimate: AtomicU64,
+    born: std::time::Instant,
     stats: WriteStats,
 }
 
@@ -235,6 +240,9 @@ impl WriteBack {
             force_gen: AtomicU64::new(0),
             markers: std::sync::atomic::AtomicBool::new(true),
             in_flight: AtomicU64::new(0),
+            last_write: AtomicU64::new(0),
+            dirty_estimate: AtomicU64::new(0),
+            born: std::time::Instant::now(),
             stats,
         });
         // No handle survives a restart: files with nothing to upload go now (journaled).
@@ -510,7 +518,30 @@ impl WriteBack {
         self.stats
             .bytes_written
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.dirty_estimate
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.last_write
+            .store(self.born.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How long since any data was written on this mount.
+    pub fn writes_quiet_for(&self) -> Duration {
+        let last = Duration::from_nanos(self.last_write.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last)
+    }
+
+    /// True when the cheap dirty estimate says writers may have to wait (the exact check is
+    /// [`Self::throttle`]).
+    pub fn maybe_over_dirty_bound(&self) -> bool {
+        self.dirty_estimate.load(Ordering::Relaxed) > self.cfg.max_dirty_bytes
+    }
+
+    /// Resets the dirty estimate to an exact count (the flusher, once a round).
+    pub(crate) fn recount_dirty(&self) -> u64 {
+        let n = self.dirty_bytes();
+        self.dirty_estimate.store(n, Ordering::Relaxed);
+        n
     }
 
     /// Sets the size of file `fid`.
