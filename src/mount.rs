@@ -76,7 +76,7 @@ pub struct MountArgs {
     /// How long a written file stays unchanged before it is uploaded [default: 2s].
     #[arg(long, value_name = "DUR")]
     pub flush_delay: Option<String>,
-    /// Bound on written bytes not yet uploaded; writers wait past it [default: 4GiB].
+    /// Bound on written bytes not yet uploaded; writers wait past it [default: 16GiB, at most half the cache disk's free space].
     #[arg(long, value_name = "SIZE")]
     pub max_dirty: Option<String>,
     /// At unmount, how long to wait for pending uploads before leaving them in the journal for

@@ -47,13 +47,18 @@ pub struct WriteConfig {
 }
 
 impl WriteConfig {
-    /// Defaults for a journal in `dir`.
+    /// Defaults for a journal in `dir` (the dirty bound is capped at half the free space of
+    /// the file system holding it, or of its parent when it does not exist yet).
     pub fn new(journal_dir: PathBuf) -> Self {
+        let free = free_bytes(&journal_dir)
+            .or_else(|| journal_dir.parent().and_then(free_bytes))
+            .unwrap_or(u64::MAX);
+        let max_dirty = DEFAULT_MAX_DIRTY.min(free / 2).max(64 << 20);
         Self {
             journal_dir,
             segment_bytes: 64 << 20,
             flush_delay: Duration::from_secs(2),
-            max_dirty_bytes: 4 << 30,
+            max_dirty_bytes: max_dirty,
             part_size: 16 << 20,
             upload_concurrency: 4,
         }
@@ -739,6 +744,11 @@ fn trace_meta() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("CAIRN_TRACE_META").is_some())
 }
+
+/// Default bound on written-but-not-uploaded bytes (capped at half the journal disk's free
+/// space at mount, see [`WriteConfig::new`]): large enough that a checkpoint burst of several
+/// GiB never waits for uploads, which start once it is over.
+pub const DEFAULT_MAX_DIRTY: u64 = 16 << 30;
 
 /// Journal disk space kept for metadata records when data writes are refused.
 pub const META_RESERVE: u64 = 4 << 20;
