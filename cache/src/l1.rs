@@ -88,24 +88,6 @@ impl L1Cache {
         hit
     }
 
-    /// Returns the block if cached, counting a hit; a miss counts nothing and teaches the
-    /// policy nothing (for fast paths that fall back to a full lookup, which counts it).
-    pub fn get_if_cached(&self, key: &BlockKey) -> Option<Bytes> {
-        let hit = {
-            let mut inner = self.inner.lock().unwrap();
-            let hit = inner.blocks.get(key).cloned();
-            if hit.is_some() {
-                inner.policy.on_hit(key);
-            }
-            hit
-        }?;
-        self.stats.hits.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .bytes_served
-            .fetch_add(hit.len() as u64, Ordering::Relaxed);
-        Some(hit)
-    }
-
     /// Returns true when the block is cached, without touching recency or counters.
     pub fn contains(&self, key: &BlockKey) -> bool {
         self.inner.lock().unwrap().blocks.contains_key(key)

@@ -139,11 +139,6 @@ impl Filesystem for CairnFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        // Warm data: answered here, with no hop to the runtime.
-        if let Some(data) = self.gw.read_now(fh.0, offset, size) {
-            reply.data(&data);
-            return;
-        }
         let gw = self.gw.clone();
         self.rt.spawn(async move {
             match gw.read(fh.0, offset, size).await {

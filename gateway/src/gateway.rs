@@ -276,16 +276,6 @@ impl Gateway {
         Ok((reader, keep_page_cache))
     }
 
-    /// A read answered from RAM right away (warm data), for the FUSE thread; `None` when it
-    /// needs [`Self::read`].
-    pub fn read_now(&self, fh: HandleId, offset: u64, len: u32) -> Option<Bytes> {
-        let h = self.files.lock().unwrap().get(&fh).cloned()?;
-        match h {
-            Handle::Bucket(reader) => reader.read_cached(offset, len as u64),
-            Handle::Local(_) => None,
-        }
-    }
-
     /// Reads from an open handle.
     pub async fn read(&self, fh: HandleId, offset: u64, len: u32) -> FsResult<Bytes> {
         match self.handle(fh)? {

@@ -143,14 +143,6 @@ impl BlockFetcher {
         )
     }
 
-    /// Block `index` of `obj` if it is in RAM now (counted as a hit), else `None` without
-    /// counting a miss.
-    pub fn cached_block(&self, obj: &ObjectVersion, index: u64) -> Option<Bytes> {
-        let b = self.cache.get_if_cached(&self.key(obj, index))?;
-        self.metrics.block_hits.inc();
-        Some(b)
-    }
-
     /// Futures for blocks `first..=last` of `obj`, starting fetches for the missing ones:
     /// consecutive missing blocks are fetched together, up to `max_request` bytes per GET.
     pub fn blocks(

@@ -39,35 +39,6 @@ impl FileReader {
         &self.obj
     }
 
-    /// The read when every block it needs is in RAM now, without waiting or spawning anything
-    /// (warm reads are answered on the FUSE thread); `None` sends it down [`Self::read`].
-    /// Readahead state is not updated: a later miss simply restarts the window.
-    pub fn read_cached(&self, offset: u64, len: u64) -> Option<Bytes> {
-        let size = self.obj.size;
-        if offset >= size || len == 0 {
-            return Some(Bytes::new());
-        }
-        let end = (offset + len).min(size);
-        let bs = self.fetcher.block_size();
-        let (first, last) = (offset / bs, (end - 1) / bs);
-        let start_in_first = (offset - first * bs) as usize;
-        let total = (end - offset) as usize;
-        if first == last {
-            let b = self.fetcher.cached_block(&self.obj, first)?;
-            return Some(b.slice(start_in_first..start_in_first + total));
-        }
-        let blocks: Vec<Bytes> = (first..=last)
-            .map(|i| self.fetcher.cached_block(&self.obj, i))
-            .collect::<Option<_>>()?;
-        let mut out = BytesMut::with_capacity(total);
-        for (n, b) in blocks.iter().enumerate() {
-            let from = if n == 0 { start_in_first } else { 0 };
-            let to = b.len().min(from + (total - out.len()));
-            out.extend_from_slice(&b[from..to]);
-        }
-        Some(out.freeze())
-    }
-
     /// Reads up to `len` bytes at `offset` (short at end of file, empty past it).
     pub async fn read(&self, offset: u64, len: u64) -> FsResult<Bytes> {
         let size = self.obj.size;
