@@ -44,6 +44,17 @@ impl CairnFs {
         self.gw.attr_ttl()
     }
 
+    /// Replies once everything journaled so far is durable (fsync, fdatasync, fsyncdir, close).
+    fn reply_after_sync(&self, reply: ReplyEmpty) {
+        let gw = self.gw.clone();
+        self.rt.spawn(async move {
+            match gw.sync().await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
     /// The caller as owner of a new node, when it is not the mount's owner (whose files need no
     /// recorded owner).
     fn owner(&self, req: &Request) -> Option<(u32, u32)> {
@@ -171,13 +182,7 @@ impl Filesystem for CairnFs {
         reply: ReplyEmpty,
     ) {
         // close(): what was written is durable in the journal before close returns.
-        let gw = self.gw.clone();
-        self.rt.spawn(async move {
-            match gw.sync().await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        self.reply_after_sync(reply);
     }
 
     fn fsync(
@@ -188,13 +193,7 @@ impl Filesystem for CairnFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let gw = self.gw.clone();
-        self.rt.spawn(async move {
-            match gw.sync().await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        self.reply_after_sync(reply);
     }
 
     fn write(
@@ -631,13 +630,7 @@ impl Filesystem for CairnFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let gw = self.gw.clone();
-        self.rt.spawn(async move {
-            match gw.sync().await {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno(&e)),
-            }
-        });
+        self.reply_after_sync(reply);
     }
 
     // Extended attributes are not kept. ENOSYS (not ENOTSUP) makes the kernel stop asking, so
