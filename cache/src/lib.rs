@@ -9,10 +9,12 @@
 pub mod block_file;
 mod block_key;
 mod l1;
+#[cfg(feature = "disk")]
 pub mod l2;
 pub mod policy;
 pub mod sim;
 
 pub use block_key::BlockKey;
 pub use l1::{L1Cache, L1Stats};
+#[cfg(feature = "disk")]
 pub use l2::{L2Cache, L2Config, L2Error, L2Stats};

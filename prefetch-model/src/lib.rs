@@ -1,10 +1,25 @@
-//! cairn prefetch policies.
+//! cairn prefetch: traces, policies and the model that decides what to fetch before it is read.
 //!
-//! Policies here are pure decision logic (no I/O): the gateway's read path feeds them the reads it
-//! sees and asks how far ahead to fetch. The first policy is the sequential readahead window that
-//! grows while a stream stays sequential (the shape Mountpoint-s3 and Linux use); learned models
-//! will plug in beside it behind the same inputs.
+//! - [`trace`]: the access-trace record and its binary file format (recorded by the gateway,
+//!   written by the generators, replayed by the simulator).
+//! - [`Prefetcher`]: the one interface of every policy (baselines and the learned model).
+//! - [`ReadaheadWindow`]: the per-handle doubling window the gateway's read path uses.
+//!
+//! Everything here is pure decision logic and simulation: no I/O on the hot path, no clocks
+//! inside policies, deterministic for a given input.
 
+pub mod baselines;
+pub mod formats;
+pub mod learned;
+mod prefetcher;
 mod readahead;
+pub mod sim;
+pub mod trace;
+pub mod workloads;
+mod workload;
 
+pub use prefetcher::{
+    Catalog, EmptyCatalog, Feedback, FileRef, Layout, PrefetchRequest, Prefetcher,
+};
+pub use workload::{Namespace, Workload};
 pub use readahead::{ReadaheadConfig, ReadaheadWindow, StreamObservation};

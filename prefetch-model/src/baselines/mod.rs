@@ -1,0 +1,1 @@
+//! Hand-written prefetch policies the learned model is measured against.

@@ -1,0 +1,1 @@
+//! The learned prefetcher: candidate generators scored by an online-trained model.

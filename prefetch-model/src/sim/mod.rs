@@ -1,0 +1,1 @@
+//! The closed-loop replay simulator: object-store model, cache tiers, prefetch scheduler.

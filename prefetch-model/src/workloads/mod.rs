@@ -1,0 +1,1 @@
+//! Workload generators: seeded, deterministic traces with realistic ML-storage access patterns.
