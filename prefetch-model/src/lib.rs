@@ -13,6 +13,7 @@ pub mod formats;
 pub mod learned;
 mod prefetcher;
 mod readahead;
+pub mod rng;
 pub mod sim;
 pub mod trace;
 pub mod workloads;
