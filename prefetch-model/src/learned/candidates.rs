@@ -1,0 +1,675 @@
+//! Candidate generators: each proposes byte ranges that may be read soon, with the generator id
+//! and a depth bucket the model scores. Generators remember what they already proposed so a
+//! byte range is considered once per depth bucket, and every structure here is bounded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::prefetcher::{FileRef, Layout};
+use crate::trace::{FormatClass, TraceRecord};
+
+const MIB: u64 = 1 << 20;
+
+/// Depth buckets of the sequential generator: next 1, 2, 4, ... 128 MiB past the read.
+pub const SEQ_DEPTHS: usize = 8;
+/// Extents the layout generators look ahead.
+pub const LAYOUT_AHEAD: usize = 4;
+/// Strides the stride generator looks ahead.
+pub const STRIDE_AHEAD: u64 = 4;
+/// Largest file proposed whole on open.
+pub const WHOLE_FILE_MAX: u64 = 16 * MIB;
+/// Largest successor / sibling prefix proposed.
+pub const NEXT_FILE_MAX: u64 = 8 * MIB;
+/// Sibling files proposed per open.
+pub const SIBLINGS_AHEAD: usize = 2;
+
+/// Which generator proposed a candidate (also a model feature).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Gen {
+    /// The next bytes of a sequential handle, one candidate per depth bucket.
+    Sequential = 1,
+    /// Continuation of the handle's majority read-offset delta.
+    Stride = 2,
+    /// The whole (small) file, on open.
+    WholeFile = 3,
+    /// The next format extents (column chunks, tensors, members) in file order.
+    LayoutNext = 4,
+    /// The extents the reader's own extent-index pattern predicts.
+    LayoutPattern = 5,
+    /// The file that followed this one last time (successor table).
+    Successor = 6,
+    /// Unread files of the same directory, in listing order after this one.
+    DirSibling = 7,
+}
+
+impl Gen {
+    /// Every generator.
+    pub const ALL: [Gen; 7] = [
+        Gen::Sequential,
+        Gen::Stride,
+        Gen::WholeFile,
+        Gen::LayoutNext,
+        Gen::LayoutPattern,
+        Gen::Successor,
+        Gen::DirSibling,
+    ];
+    /// Dense index 0..7.
+    pub fn index(self) -> usize {
+        self as usize - 1
+    }
+}
+
+/// A proposed range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// Who proposed it.
+    pub gen: Gen,
+    /// Depth bucket (0 = nearest).
+    pub depth: u8,
+    /// The file.
+    pub inode: u64,
+    /// First byte.
+    pub offset: u64,
+    /// Bytes.
+    pub len: u64,
+    /// Size of that file (for the size feature).
+    pub file_size: u64,
+}
+
+/// Coarse access shape of a handle (a model feature and half of the bandit's class key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Shape {
+    /// Nothing read yet, or a single read.
+    Fresh = 0,
+    /// Reads continue each other.
+    Sequential = 1,
+    /// A repeating non-sequential delta.
+    Strided = 2,
+    /// Reads land on format extents out of file order.
+    Extents = 3,
+    /// None of the above.
+    Random = 4,
+}
+
+/// Per-handle access state the generators keep.
+#[derive(Clone, Debug)]
+pub struct HandleState {
+    /// The file.
+    pub inode: u64,
+    /// Its size.
+    pub file_size: u64,
+    /// Its format.
+    pub format: FormatClass,
+    /// Consecutive sequential reads.
+    pub run: u64,
+    /// Reads on this handle.
+    pub reads: u64,
+    /// Length of the last read.
+    pub last_len: u64,
+    /// Highest byte read so far + 1 (the sequential frontier).
+    pub frontier: u64,
+    /// Sequential bytes already emitted up to here.
+    pub emitted_until: u64,
+    /// Last access number (for least-recently-used eviction of handle states).
+    pub touched: u64,
+    last_off: Option<u64>,
+    considered: [u64; SEQ_DEPTHS],
+    deltas: [i64; 8],
+    ndeltas: usize,
+    stride_until: u64,
+    extents: [u32; 16],
+    nextents: usize,
+    layout_next_until: Option<u32>,
+    pattern_until: Option<u32>,
+    shape: Shape,
+}
+
+impl HandleState {
+    /// State of a newly seen handle.
+    pub fn new(rec: &TraceRecord) -> Self {
+        Self {
+            inode: rec.inode,
+            file_size: rec.file_size,
+            format: rec.format,
+            run: 0,
+            reads: 0,
+            last_len: 0,
+            frontier: 0,
+            emitted_until: 0,
+            touched: 0,
+            last_off: None,
+            considered: [0; SEQ_DEPTHS],
+            deltas: [0; 8],
+            ndeltas: 0,
+            stride_until: 0,
+            extents: [0; 16],
+            nextents: 0,
+            layout_next_until: None,
+            pattern_until: None,
+            shape: Shape::Fresh,
+        }
+    }
+
+    /// The handle's access shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Records a read: updates run length, deltas and the frontier. Returns whether it was
+    /// sequential.
+    pub fn observe_read(&mut self, offset: u64, len: u64) -> bool {
+        let end = offset + len;
+        let sequential = match self.last_off {
+            None => offset == 0,
+            // Slack scaled by the read size: several threads preading one handle arrive out of
+            // order, but a small read a stride away is not sequential.
+            Some(_) => {
+                offset + (8 * len).min(4 * MIB) >= self.frontier
+                    && offset <= self.frontier + (4 * len).min(MIB)
+            }
+        };
+        if let Some(last) = self.last_off {
+            let d = offset as i64 - last as i64;
+            self.deltas[self.ndeltas % 8] = d;
+            self.ndeltas += 1;
+        }
+        if sequential {
+            self.run += 1;
+            self.frontier = self.frontier.max(end);
+        } else {
+            self.run = 0;
+            self.frontier = end;
+            self.considered = [end; SEQ_DEPTHS];
+            self.emitted_until = self.emitted_until.min(end);
+        }
+        self.last_off = Some(offset);
+        self.last_len = len;
+        self.reads += 1;
+        self.shape = if self.reads <= 1 && sequential {
+            Shape::Fresh
+        } else if sequential {
+            Shape::Sequential
+        } else if self.majority_delta().is_some() {
+            Shape::Strided
+        } else if self.nextents >= 2 {
+            Shape::Extents
+        } else {
+            Shape::Random
+        };
+        sequential
+    }
+
+    /// Sequential candidates past the frontier, one per depth bucket not yet considered there.
+    pub fn sequential(&mut self, out: &mut Vec<Candidate>) {
+        let base = self.frontier;
+        for k in 0..SEQ_DEPTHS {
+            let lo = if k == 0 { 0 } else { MIB << (k - 1) };
+            let hi = MIB << k;
+            let start = (base + lo).max(self.considered[k]).max(self.emitted_until);
+            let end = (base + hi).min(self.file_size);
+            if end > start {
+                out.push(self.cand(Gen::Sequential, k as u8, start, end - start));
+                self.considered[k] = end;
+            }
+        }
+    }
+
+    /// The delta most of the last 8 reads moved by (at least 3 of them), if it is not sequential.
+    pub fn majority_delta(&self) -> Option<i64> {
+        let n = self.ndeltas.min(8);
+        if n < 3 {
+            return None;
+        }
+        let ds = &self.deltas[..n];
+        let mut best = (0i64, 0usize);
+        for &d in ds {
+            let c = ds.iter().filter(|&&x| x == d).count();
+            if c > best.1 {
+                best = (d, c);
+            }
+        }
+        let (d, c) = best;
+        let seq = d > 0 && (d as u64) <= self.last_len;
+        (c >= 3 && d != 0 && !seq).then_some(d)
+    }
+
+    /// Stride continuation candidates (the next few strides not yet considered).
+    pub fn stride(&mut self, out: &mut Vec<Candidate>) {
+        let (Some(d), Some(last)) = (self.majority_delta(), self.last_off) else {
+            return;
+        };
+        let len = self.last_len.max(1);
+        for k in 1..=STRIDE_AHEAD {
+            let off = last as i64 + d * k as i64;
+            if off < 0 || off as u64 >= self.file_size {
+                break;
+            }
+            let off = off as u64;
+            let fresh = if d > 0 { off >= self.stride_until } else { off < self.stride_until || self.stride_until == 0 };
+            if fresh {
+                out.push(self.cand(Gen::Stride, (k - 1) as u8, off, len.min(self.file_size - off)));
+                self.stride_until = if d > 0 { off + 1 } else { off };
+            }
+        }
+    }
+
+    /// Layout candidates for a read at `offset`: the next extents in file order, and the
+    /// extents the reader's index pattern predicts (e.g. the same columns of the next row group).
+    pub fn layout(&mut self, layout: &Layout, offset: u64, out: &mut Vec<Candidate>) {
+        let ex = &layout.extents;
+        if ex.is_empty() {
+            return;
+        }
+        let cur = extent_at(ex, offset);
+        if let Some(i) = cur {
+            let i = i as u32;
+            let last = (self.nextents > 0).then(|| self.extents[(self.nextents - 1) % 16]);
+            if last != Some(i) {
+                self.extents[self.nextents % 16] = i;
+                self.nextents += 1;
+            }
+        } else if !overlaps(&layout.source, offset) {
+            return;
+        }
+        // Index pattern: periodic deltas of the extent indices read so far.
+        if let Some(pred) = self.pattern_predict() {
+            for (k, idx) in pred.iter().enumerate() {
+                let idx = *idx;
+                if (idx as usize) < ex.len() && self.pattern_until.is_none_or(|u| idx > u) {
+                    let r = &ex[idx as usize];
+                    out.push(self.cand(Gen::LayoutPattern, k as u8, r.start, r.end - r.start));
+                    self.pattern_until = Some(idx);
+                }
+            }
+        }
+        // Next extents in file order (from the first one when the footer/header was read).
+        let first = cur.map(|i| i + 1).unwrap_or(0);
+        for k in 0..LAYOUT_AHEAD {
+            let idx = first + k;
+            if idx >= ex.len() {
+                break;
+            }
+            if self.layout_next_until.is_none_or(|u| idx as u32 > u) {
+                let r = &ex[idx];
+                out.push(self.cand(Gen::LayoutNext, k as u8, r.start, r.end - r.start));
+                self.layout_next_until = Some(idx as u32);
+            }
+        }
+    }
+
+    /// The next `LAYOUT_AHEAD` extent indices if the deltas between the extents read repeat
+    /// with a period of 1..=4 (the last deltas match the ones a period earlier).
+    fn pattern_predict(&self) -> Option<[u32; LAYOUT_AHEAD]> {
+        let n = self.nextents.min(16);
+        if n < 3 {
+            return None;
+        }
+        let idx = |k: usize| self.extents[(self.nextents - n + k) % 16] as i64;
+        let deltas: Vec<i64> = (1..n).map(|k| idx(k) - idx(k - 1)).collect();
+        let m = deltas.len();
+        for p in 1..=4usize {
+            if m <= p {
+                break;
+            }
+            if (0..p.min(m - p)).all(|j| deltas[m - 1 - j] == deltas[m - 1 - j - p]) {
+                let mut cur = idx(n - 1);
+                let mut out = [0u32; LAYOUT_AHEAD];
+                for (k, o) in out.iter_mut().enumerate() {
+                    cur += deltas[m - p + (k % p)];
+                    if cur < 0 {
+                        return None;
+                    }
+                    *o = cur as u32;
+                }
+                return Some(out);
+            }
+        }
+        None
+    }
+
+    fn cand(&self, gen: Gen, depth: u8, offset: u64, len: u64) -> Candidate {
+        Candidate { gen, depth, inode: self.inode, offset, len, file_size: self.file_size }
+    }
+}
+
+/// Index of the extent holding `offset` (extents are in file order).
+pub fn extent_at(ex: &[std::ops::Range<u64>], offset: u64) -> Option<usize> {
+    let i = ex.partition_point(|r| r.start <= offset);
+    (i > 0 && ex[i - 1].end > offset).then(|| i - 1)
+}
+
+fn overlaps(r: &std::ops::Range<u64>, offset: u64) -> bool {
+    r.start <= offset && offset < r.end
+}
+
+/// The whole file on open, if it is small.
+pub fn whole_file(rec: &TraceRecord, out: &mut Vec<Candidate>) {
+    if rec.file_size > 0 && rec.file_size <= WHOLE_FILE_MAX {
+        out.push(Candidate {
+            gen: Gen::WholeFile,
+            depth: 0,
+            inode: rec.inode,
+            offset: 0,
+            len: rec.file_size,
+            file_size: rec.file_size,
+        });
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct SuccSlot {
+    tag: u64,
+    next: FileRef2,
+    conf: u8,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FileRef2 {
+    inode: u64,
+    size: u64,
+    path_hash: u64,
+}
+
+/// Learned next-file table: the file a stream opened after file A, keyed by A's path hash.
+/// Direct-mapped with a 2-bit confidence, so its size is fixed.
+#[derive(Clone, Debug)]
+pub struct SuccessorTable {
+    slots: Vec<SuccSlot>,
+    last_open: Vec<(u32, u64, FileRef2)>,
+}
+
+impl SuccessorTable {
+    /// A table with `2^bits` slots.
+    pub fn new(bits: u32) -> Self {
+        let n = 1usize << bits.clamp(4, 20);
+        Self { slots: vec![SuccSlot::default(); n], last_open: vec![(u32::MAX, 0, FileRef2::default()); 1024] }
+    }
+
+    fn slot(&self, path_hash: u64) -> usize {
+        (path_hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) as usize & (self.slots.len() - 1)
+    }
+
+    /// Records that `rec`'s stream opened `rec`'s file (learning `previous -> this`).
+    pub fn observe_open(&mut self, rec: &TraceRecord) {
+        let me = FileRef2 { inode: rec.inode, size: rec.file_size, path_hash: rec.path_hash };
+        let si = rec.stream as usize % self.last_open.len();
+        let (stream, prev, _) = self.last_open[si];
+        if stream == rec.stream && prev != rec.path_hash {
+            let i = self.slot(prev);
+            let s = &mut self.slots[i];
+            if s.tag == prev && s.next.path_hash == me.path_hash {
+                s.conf = (s.conf + 1).min(3);
+            } else if s.tag != prev || s.conf == 0 {
+                *s = SuccSlot { tag: prev, next: me, conf: 1 };
+            } else {
+                s.conf -= 1;
+            }
+        }
+        self.last_open[si] = (rec.stream, rec.path_hash, me);
+    }
+
+    /// The remembered successor of a file and its confidence (1..=3).
+    pub fn successor(&self, path_hash: u64) -> Option<(u64, u64, u64, u8)> {
+        let s = &self.slots[self.slot(path_hash)];
+        (s.tag == path_hash && s.conf > 0).then_some((s.next.inode, s.next.size, s.next.path_hash, s.conf))
+    }
+
+    /// Proposes the successor (depth 0) and its successor (depth 1) of the opened file.
+    pub fn propose(&self, rec: &TraceRecord, out: &mut Vec<Candidate>) {
+        let mut key = rec.path_hash;
+        for depth in 0..2u8 {
+            let Some((inode, size, ph, _conf)) = self.successor(key) else { return };
+            if inode == rec.inode || size == 0 {
+                return;
+            }
+            out.push(Candidate {
+                gen: Gen::Successor,
+                depth,
+                inode,
+                offset: 0,
+                len: size.min(NEXT_FILE_MAX),
+                file_size: size,
+            });
+            key = ph;
+        }
+    }
+
+    /// Slots (fixed memory).
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+struct DirState {
+    files: Vec<FileRef>,
+    index: HashMap<u64, u32>,
+    read: Vec<bool>,
+    nread: usize,
+    touched: u64,
+}
+
+/// Directories being read file by file: which of their files were read this epoch.
+pub struct DirTracker {
+    dirs: HashMap<u64, DirState>,
+    max_dirs: usize,
+    max_files: usize,
+    clock: u64,
+}
+
+impl DirTracker {
+    /// Tracks at most `max_dirs` directories of at most `max_files` files each.
+    pub fn new(max_dirs: usize, max_files: usize) -> Self {
+        Self { dirs: HashMap::new(), max_dirs: max_dirs.max(1), max_files, clock: 0 }
+    }
+
+    /// Directories tracked.
+    pub fn len(&self) -> usize {
+        self.dirs.len()
+    }
+
+    /// Whether no directory is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+
+    /// Marks the opened file read and proposes the next unread small files after it in listing order.
+    pub fn open(&mut self, rec: &TraceRecord, siblings: impl FnOnce() -> Vec<FileRef>, out: &mut Vec<Candidate>) {
+        if rec.file_size > NEXT_FILE_MAX {
+            return;
+        }
+        self.clock += 1;
+        if !self.dirs.contains_key(&rec.dir_hash) {
+            let files = siblings();
+            if files.is_empty() || files.len() > self.max_files {
+                return;
+            }
+            if self.dirs.len() >= self.max_dirs {
+                if let Some(old) = self.dirs.iter().min_by_key(|(_, d)| d.touched).map(|(k, _)| *k) {
+                    self.dirs.remove(&old);
+                }
+            }
+            let index = files.iter().enumerate().map(|(i, f)| (f.inode, i as u32)).collect();
+            let n = files.len();
+            self.dirs.insert(rec.dir_hash, DirState { files, index, read: vec![false; n], nread: 0, touched: 0 });
+        }
+        let Some(d) = self.dirs.get_mut(&rec.dir_hash) else { return };
+        d.touched = self.clock;
+        let Some(&pos) = d.index.get(&rec.inode) else { return };
+        let pos = pos as usize;
+        if !d.read[pos] {
+            d.read[pos] = true;
+            d.nread += 1;
+            if d.nread == d.files.len() {
+                d.read.iter_mut().for_each(|r| *r = false);
+                d.nread = 0;
+            }
+        }
+        let n = d.files.len();
+        let mut depth = 0u8;
+        for step in 1..n.min(64) {
+            let j = (pos + step) % n;
+            if d.read[j] {
+                continue;
+            }
+            let f = d.files[j];
+            if f.size == 0 || f.size > NEXT_FILE_MAX {
+                continue;
+            }
+            out.push(Candidate { gen: Gen::DirSibling, depth, inode: f.inode, offset: 0, len: f.size, file_size: f.size });
+            depth += 1;
+            if depth as usize >= SIBLINGS_AHEAD {
+                break;
+            }
+        }
+    }
+}
+
+/// Convenience for tests and the catalog: a layout from extents.
+pub fn layout_of(source: std::ops::Range<u64>, extents: Vec<std::ops::Range<u64>>) -> Arc<Layout> {
+    Arc::new(Layout { source, extents })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::Op;
+
+    fn rec(op: Op, inode: u64, offset: u64, len: u32, size: u64) -> TraceRecord {
+        TraceRecord {
+            time_ns: 0,
+            stream: 1,
+            program_hash: 0,
+            handle: inode * 10,
+            inode,
+            path_hash: inode * 1000 + 7,
+            dir_hash: 99,
+            offset,
+            len,
+            format: FormatClass::Other,
+            op,
+            file_size: size,
+        }
+    }
+
+    #[test]
+    fn sequential_depth_buckets_then_only_new_bytes() {
+        let r = rec(Op::Read, 1, 0, 1 << 18, 1 << 30);
+        let mut h = HandleState::new(&r);
+        assert!(h.observe_read(0, 1 << 18));
+        let mut out = vec![];
+        h.sequential(&mut out);
+        let ranges: Vec<_> = out.iter().map(|c| (c.depth, c.offset, c.len)).collect();
+        let e = 1u64 << 18;
+        assert_eq!(ranges[0], (0, e, MIB));
+        assert_eq!(ranges[1], (1, e + MIB, MIB));
+        assert_eq!(ranges[2], (2, e + 2 * MIB, 2 * MIB));
+        assert_eq!(ranges.len(), SEQ_DEPTHS);
+        assert_eq!(ranges[7], (7, e + 64 * MIB, 64 * MIB));
+        // next read: each bucket only proposes bytes it has not considered
+        out.clear();
+        assert!(h.observe_read(e, 1 << 18));
+        h.sequential(&mut out);
+        let ranges: Vec<_> = out.iter().map(|c| (c.depth, c.offset, c.len)).collect();
+        assert_eq!(ranges[0], (0, e + MIB, e)); // moved into bucket 0
+        assert_eq!(*ranges.last().unwrap(), (7, e + 128 * MIB, e));
+        assert!(h.run >= 2);
+    }
+
+    #[test]
+    fn sequential_clips_at_file_end_and_resets_on_jump() {
+        let r = rec(Op::Read, 1, 0, 4096, 3 * MIB);
+        let mut h = HandleState::new(&r);
+        h.observe_read(0, 4096);
+        let mut out = vec![];
+        h.sequential(&mut out);
+        assert!(out.iter().all(|c| c.offset + c.len <= 3 * MIB));
+        assert_eq!(out.iter().map(|c| c.len).sum::<u64>(), 3 * MIB - 4096);
+        assert!(!h.observe_read(2 * MIB + 100_000, 10) || h.run > 0);
+    }
+
+    #[test]
+    fn stride_continues_majority_delta() {
+        let r = rec(Op::Read, 1, 0, 4096, 1 << 30);
+        let mut h = HandleState::new(&r);
+        for k in 0..5u64 {
+            h.observe_read(k * MIB, 4096);
+        }
+        assert_eq!(h.majority_delta(), Some(MIB as i64));
+        assert_eq!(h.shape(), Shape::Strided);
+        let mut out = vec![];
+        h.stride(&mut out);
+        let offs: Vec<_> = out.iter().map(|c| (c.offset, c.len)).collect();
+        assert_eq!(offs, vec![(5 * MIB, 4096), (6 * MIB, 4096), (7 * MIB, 4096), (8 * MIB, 4096)]);
+        out.clear();
+        h.observe_read(5 * MIB, 4096);
+        h.stride(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].offset, 9 * MIB);
+    }
+
+    #[test]
+    fn parquet_layout_follows_the_column_pattern() {
+        // 3 row groups x 4 columns of 100 bytes; footer at 1200..1300. Reader reads columns 1, 3.
+        let ex: Vec<_> = (0..12u64).map(|i| i * 100..i * 100 + 100).collect();
+        let layout = layout_of(1200..1300, ex);
+        let r = rec(Op::Read, 1, 1200, 100, 1300);
+        let mut h = HandleState::new(&r);
+        let mut out = vec![];
+        h.layout(&layout, 1200, &mut out); // footer: first extents in order
+        assert_eq!(out.iter().map(|c| c.offset).collect::<Vec<_>>(), vec![0, 100, 200, 300]);
+        for idx in [1u64, 3, 5] {
+            out.clear();
+            h.layout(&layout, idx * 100 + 10, &mut out);
+        }
+        // after 1,3,5 the deltas are 2,2: pattern predicts 7, 9, 11
+        let pat: Vec<_> = out.iter().filter(|c| c.gen == Gen::LayoutPattern).map(|c| c.offset).collect();
+        assert_eq!(pat, vec![700, 900, 1100]);
+        // columns {0, 2} of 4: indices 0,2,4,6 -> deltas 2,2,2; columns {0,1}: 0,1,4,5 -> period 2
+        let mut h = HandleState::new(&r);
+        for idx in [0u64, 1, 4, 5] {
+            out.clear();
+            h.layout(&layout, idx * 100, &mut out);
+        }
+        let pat: Vec<_> = out.iter().filter(|c| c.gen == Gen::LayoutPattern).map(|c| c.offset / 100).collect();
+        assert_eq!(pat, vec![8, 9]);
+    }
+
+    #[test]
+    fn successor_table_learns_and_chains() {
+        let mut t = SuccessorTable::new(8);
+        for ino in [1u64, 2, 3, 1, 2, 3] {
+            t.observe_open(&rec(Op::Open, ino, 0, 0, 5000));
+        }
+        let mut out = vec![];
+        t.propose(&rec(Op::Open, 1, 0, 0, 5000), &mut out);
+        assert_eq!(out.iter().map(|c| (c.inode, c.depth)).collect::<Vec<_>>(), vec![(2, 0), (3, 1)]);
+        assert_eq!(t.successor(1007).map(|s| s.3), Some(2));
+        // a different follower lowers confidence before replacing
+        t.observe_open(&rec(Op::Open, 1, 0, 0, 5000));
+        t.observe_open(&rec(Op::Open, 4, 0, 0, 5000));
+        assert_eq!(t.successor(1007).map(|s| s.0), Some(2));
+        assert_eq!(t.capacity(), 256);
+    }
+
+    #[test]
+    fn dir_tracker_proposes_unread_siblings_and_is_bounded() {
+        let files: Vec<FileRef> = (1..=5u64)
+            .map(|i| FileRef { inode: i, size: 1000, format: FormatClass::Other, path_hash: i, dir_hash: 99 })
+            .collect();
+        let mut d = DirTracker::new(2, 100);
+        let mut out = vec![];
+        d.open(&rec(Op::Open, 3, 0, 0, 1000), || files.clone(), &mut out);
+        assert_eq!(out.iter().map(|c| c.inode).collect::<Vec<_>>(), vec![4, 5]);
+        out.clear();
+        d.open(&rec(Op::Open, 4, 0, 0, 1000), || files.clone(), &mut out);
+        assert_eq!(out.iter().map(|c| c.inode).collect::<Vec<_>>(), vec![5, 1]);
+        for dir in 0..10u64 {
+            let mut r = rec(Op::Open, 1, 0, 0, 1000);
+            r.dir_hash = dir;
+            d.open(&r, || files.clone(), &mut out);
+        }
+        assert!(d.len() <= 2);
+    }
+}
