@@ -152,3 +152,138 @@ fn dtype_bits(dtype: &str) -> Option<u64> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A whole file: length, header JSON (padded with spaces to 8 bytes), then `data_len` bytes.
+    fn file(header: &Value, data_len: usize) -> Vec<u8> {
+        let mut h = serde_json::to_vec(header).unwrap();
+        while h.len() % 8 != 0 {
+            h.push(b' ');
+        }
+        let mut f = (h.len() as u64).to_le_bytes().to_vec();
+        f.extend_from_slice(&h);
+        f.resize(f.len() + data_len, 0x5a);
+        f
+    }
+
+    fn parse(f: &[u8]) -> Result<SafetensorsLayout, FormatError> {
+        let n = safetensors_header_len(&f[..8])? as usize;
+        safetensors_layout_detailed(&f[8..8 + n], f.len() as u64)
+    }
+
+    fn t(dtype: &str, shape: &[u64], begin: u64, end: u64) -> Value {
+        json!({"dtype": dtype, "shape": shape, "data_offsets": [begin, end]})
+    }
+
+    #[test]
+    fn tensors_in_file_order() {
+        let h = json!({
+            "__metadata__": {"format": "pt"},
+            "b.weight": t("F32", &[4, 4], 16, 80),
+            "a.bias": t("BF16", &[8], 0, 16),
+            "c.empty": t("F16", &[0, 3], 80, 80),
+            "d.odd": t("SOMENEWTYPE", &[3], 80, 83),
+        });
+        let f = file(&h, 83);
+        let n = u64::from_le_bytes(f[..8].try_into().unwrap());
+        let s = parse(&f).unwrap();
+        let d = 8 + n;
+        assert_eq!(s.layout.source, 0..d);
+        assert_eq!(s.layout.extents, vec![d..d + 16, d + 16..d + 80, d + 80..d + 83]);
+        let names: Vec<_> = s.tensors.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["a.bias", "b.weight", "c.empty", "d.odd"]);
+        assert_eq!(s.tensors[1].dtype, "F32");
+        // through the generic probe path, from the first 8 bytes
+        let fc = crate::trace::FormatClass::Safetensors;
+        let range = super::super::layout_source(fc, &f[..8], f.len() as u64).unwrap();
+        assert_eq!(range, 0..d);
+        let l = super::super::parse_layout(fc, &f[..d as usize], f.len() as u64).unwrap();
+        assert_eq!(l, s.layout);
+    }
+
+    #[test]
+    fn bad_offsets_are_rejected() {
+        let cases = [
+            (json!({"a": t("U8", &[10], 0, 10), "b": t("U8", &[10], 5, 15)}), 15, "overlap"),
+            (json!({"a": t("U8", &[10], 0, 10)}), 9, "past the"),
+            (json!({"a": t("U8", &[10], 10, 0)}), 20, "reversed"),
+            (json!({"a": t("F32", &[3], 0, 10)}), 20, "needs 12 bytes"),
+            (json!({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0]}}), 20, "[begin, end]"),
+            (json!({"a": {"dtype": "U8", "shape": [1], "data_offsets": [-1, 0]}}), 20, "unsigned"),
+            (json!({"a": {"shape": [1], "data_offsets": [0, 1]}}), 20, "dtype"),
+            (json!({"a": t("U8", &[u64::MAX, 2], 0, 1)}), 20, "overflows"),
+            (json!({"a": 3}), 20, "not an object"),
+            (json!([1, 2]), 20, "not a JSON object"),
+        ];
+        for (h, data, why) in cases {
+            let err = parse(&file(&h, data)).unwrap_err().to_string();
+            assert!(err.contains(why), "{h}: {err} lacks {why:?}");
+        }
+    }
+
+    #[test]
+    fn header_len_checks() {
+        assert!(matches!(safetensors_header_len(&[1, 0, 0]), Err(FormatError::Short { .. })));
+        assert!(matches!(safetensors_header_len(&1u64.to_le_bytes()), Err(FormatError::Invalid(_))));
+        let big = (MAX_HEADER_LEN + 1).to_le_bytes();
+        assert!(matches!(safetensors_header_len(&big), Err(FormatError::OutOfRange(_))));
+        assert_eq!(safetensors_header_len(&64u64.to_le_bytes()).unwrap(), 64);
+        // a header longer than the file
+        let fc = crate::trace::FormatClass::Safetensors;
+        assert!(super::super::layout_source(fc, &64u64.to_le_bytes(), 70).is_err());
+        assert!(safetensors_layout(b"{}", 9).is_err());
+        assert!(safetensors_layout(b"{}", 10).unwrap().extents.is_empty());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let h = json!({"a": t("U8", &[10], 0, 10), "__metadata__": {"k": "v"}});
+        let f = file(&h, 10);
+        let n = u64::from_le_bytes(f[..8].try_into().unwrap()) as usize;
+        let json_len = serde_json::to_vec(&h).unwrap().len();
+        for k in 0..json_len {
+            assert!(safetensors_layout(&f[8..8 + k], f.len() as u64).is_err(), "prefix {k}");
+        }
+        assert!(safetensors_layout(&f[8..8 + n], f.len() as u64).is_ok());
+    }
+
+    /// Writes a file with the `safetensors` Python package and checks each tensor's range
+    /// against its bytes. Needs `python3` (or `$CAIRN_PYTHON`) with safetensors and numpy.
+    #[test]
+    #[ignore]
+    fn real_safetensors_file() {
+        let py = std::env::var("CAIRN_PYTHON").unwrap_or_else(|_| "python3".into());
+        let path = std::env::temp_dir().join(format!("cairn-st-{}.safetensors", std::process::id()));
+        let script = r#"
+import sys, numpy as np
+from safetensors.numpy import save_file
+save_file({
+    "w1": np.full((3, 5), 1.0, np.float32),
+    "b1": np.full((7,), 2, np.int16),
+    "e": np.zeros((0,), np.float64),
+    "w2": np.full((2, 2, 2), 3, np.uint8),
+}, sys.argv[1], metadata={"k": "v"})
+"#;
+        let out = std::process::Command::new(&py)
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| panic!("{py}: {e} (set CAIRN_PYTHON)"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let f = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        let s = parse(&f).unwrap();
+        let by_name = |n: &str| s.tensors.iter().find(|t| t.name == n).unwrap().range.clone();
+        let bytes = |r: Range<u64>| f[r.start as usize..r.end as usize].to_vec();
+        assert_eq!(bytes(by_name("w1")), [1.0f32.to_le_bytes(); 15].concat());
+        assert_eq!(bytes(by_name("b1")), [2i16.to_le_bytes(); 7].concat());
+        assert_eq!(bytes(by_name("w2")), vec![3u8; 8]);
+        assert!(by_name("e").is_empty());
+        assert_eq!(s.layout.extents.len(), 3);
+        assert_eq!(s.layout.extents.last().unwrap().end, f.len() as u64);
+    }
+}

@@ -218,3 +218,289 @@ fn walk(bytes: &[u8], base: u64, file_size: u64) -> Result<(Vec<Range<u64>>, u64
     }
     Ok((out, pending.unwrap_or(pos).min(file_size.max(base))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ustar header block with a valid checksum; `size` is written in octal unless
+    /// `size_field` overrides the 12 bytes.
+    fn header(name: &str, typeflag: u8, size: u64, size_field: Option<[u8; 12]>) -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        let sf = size_field.unwrap_or_else(|| {
+            let s = format!("{size:011o}\0");
+            s.as_bytes().try_into().unwrap()
+        });
+        h[124..136].copy_from_slice(&sf);
+        h[136..148].copy_from_slice(b"14712345670\0");
+        h[156] = typeflag;
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u64 = h.iter().map(|b| *b as u64).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
+    /// Appends a member (header, data padded to a block).
+    fn member(tar: &mut Vec<u8>, name: &str, typeflag: u8, data: &[u8]) {
+        tar.extend(header(name, typeflag, data.len() as u64, None));
+        tar.extend_from_slice(data);
+        tar.resize(tar.len().div_ceil(512) * 512, 0);
+    }
+
+    fn pax_record(key: &str, value: &str) -> String {
+        // the length counts its own digits
+        let body = format!(" {key}={value}\n");
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        format!("{len}{body}")
+    }
+
+    /// An archive of several kinds of members and their expected ranges.
+    fn archive() -> (Vec<u8>, Vec<Range<u64>>) {
+        let mut t = Vec::new();
+        let mut want = Vec::new();
+        let mut add = |t: &mut Vec<u8>, f: &mut dyn FnMut(&mut Vec<u8>)| {
+            let s = t.len() as u64;
+            f(t);
+            want.push(s..t.len() as u64);
+        };
+        add(&mut t, &mut |t| member(t, "a.txt", b'0', &[1; 100]));
+        add(&mut t, &mut |t| member(t, "b.bin", b'0', &[2; 1024])); // a multiple of 512
+        add(&mut t, &mut |t| member(t, "empty", b'0', &[]));
+        add(&mut t, &mut |t| member(t, "dir/", b'5', &[]));
+        add(&mut t, &mut |t| {
+            // a symlink whose size field is (wrongly) nonzero has no data
+            t.extend(header("link", b'2', 999, None));
+        });
+        add(&mut t, &mut |t| {
+            // GNU base-256 size
+            let mut f = [0u8; 12];
+            f[0] = 0x80;
+            f[10] = 0x02; // 0x0258 = 600
+            f[11] = 0x58;
+            t.extend(header("big", b'0', 0, Some(f)));
+            t.extend_from_slice(&[3; 600]);
+            t.resize(t.len().div_ceil(512) * 512, 0);
+        });
+        add(&mut t, &mut |t| {
+            // pax header overriding the next member's size, then GNU long name
+            let recs = pax_record("path", "some/long/name") + &pax_record("size", "700");
+            member(t, "PaxHeaders/x", b'x', recs.as_bytes());
+            member(t, "././@LongLink", b'L', b"a/really/long/name\0");
+            t.extend(header("x", b'0', 0, None));
+            t.extend_from_slice(&[4; 700]);
+            t.resize(t.len().div_ceil(512) * 512, 0);
+        });
+        add(&mut t, &mut |t| member(t, "7.txt", b'7', &[5; 513]));
+        t.extend_from_slice(&[0; 1024]);
+        (t, want)
+    }
+
+    #[test]
+    fn walks_members_of_every_kind() {
+        let (t, want) = archive();
+        let size = t.len() as u64;
+        assert_eq!(tar_members(&t, 0, size).unwrap(), want);
+        let l = tar_layout(&t, 0, size).unwrap();
+        assert_eq!(l.extents, want);
+        assert_eq!(l.source, 0..want.last().unwrap().end);
+        // spot checks of the expected ranges themselves
+        assert_eq!(want[0], 0..1024);
+        assert_eq!(want[1], 1024..2560);
+        assert_eq!(want[2], 2560..3072);
+        assert_eq!(want[4].end - want[4].start, 512);
+        assert_eq!(want[5].end - want[5].start, 512 + 1024);
+    }
+
+    #[test]
+    fn windows_resume_where_the_last_stopped() {
+        let (t, want) = archive();
+        let size = t.len() as u64;
+        for window in [512usize, 1024, 1536, 4096] {
+            let mut got = Vec::new();
+            let mut pos = 0u64;
+            let mut steps = 0;
+            loop {
+                let end = (pos as usize + window).min(t.len());
+                let l = tar_layout(&t[pos as usize..end], pos, size).unwrap();
+                got.extend(l.extents.iter().cloned());
+                if l.source.end == pos {
+                    // no progress: either the end marker or a window too small for an
+                    // extended header and its data
+                    let whole = tar_layout(&t[pos as usize..], pos, size).unwrap();
+                    if whole.extents.is_empty() {
+                        break;
+                    }
+                    got.extend(whole.extents);
+                    break;
+                }
+                pos = l.source.end;
+                steps += 1;
+                assert!(steps < 100);
+            }
+            assert_eq!(got, want, "window {window}");
+        }
+    }
+
+    #[test]
+    fn streaming_one_header_at_a_time() {
+        let (t, _) = archive();
+        let size = t.len() as u64;
+        let mut pos = 0u64;
+        let mut seen = Vec::new();
+        let mut size_override = None;
+        while let TarBlock::Entry(mut e) = next_tar_header(&t[pos as usize..], pos, size).unwrap() {
+            if e.typeflag == b'x' {
+                size_override = pax_size(&t[e.data.start as usize..e.data.end as usize]).unwrap();
+            } else if e.typeflag != b'L' {
+                if let Some(s) = size_override.take() {
+                    e = e.with_size(s, size).unwrap();
+                }
+            }
+            seen.push((e.typeflag, e.data.end - e.data.start));
+            pos = e.next;
+        }
+        let pax_len = (pax_record("path", "some/long/name") + &pax_record("size", "700")).len() as u64;
+        let want = [
+            (b'0', 100),
+            (b'0', 1024),
+            (b'0', 0),
+            (b'5', 0),
+            (b'2', 0),
+            (b'0', 600),
+            (b'x', pax_len),
+            (b'L', 19),
+            (b'0', 700),
+            (b'7', 513),
+        ];
+        assert_eq!(seen, want);
+        assert_eq!(pos, size - 1024, "stopped at the end marker");
+    }
+
+    #[test]
+    fn corrupt_headers_are_errors() {
+        let (t, _) = archive();
+        let size = t.len() as u64;
+        let mut bad = t.clone();
+        bad[10] ^= 1; // name byte: checksum mismatch
+        assert!(tar_members(&bad, 0, size).unwrap_err().to_string().contains("checksum"));
+        assert!(matches!(next_tar_header(&t, 100, size), Err(FormatError::Invalid(_))));
+        assert!(matches!(next_tar_header(&t[..100], 0, size), Err(FormatError::Short { .. })));
+        assert!(matches!(next_tar_header(&t, 0, 500), Err(FormatError::OutOfRange(_))));
+        // data past the end of the file
+        assert!(matches!(tar_members(&t, 0, 1000), Err(FormatError::OutOfRange(_))));
+        // negative base-256 size
+        let mut f = [0xffu8; 12];
+        f[11] = 0xfe;
+        let h = header("neg", b'0', 0, Some(f));
+        assert!(tar_members(&h, 0, 1 << 20).unwrap_err().to_string().contains("negative"));
+        // base-256 size over 64 bits
+        let mut f = [0u8; 12];
+        f[0] = 0x80;
+        f[2] = 1;
+        let h = header("huge", b'0', 0, Some(f));
+        assert!(tar_members(&h, 0, 1 << 20).is_err());
+        // non-octal size
+        let h = header("bad", b'0', 0, Some(*b"0000000009x\0"));
+        assert!(tar_members(&h, 0, 1 << 20).is_err());
+        // malformed pax records
+        for recs in ["5 size=1\n", "x size=1\n", "12 size=abc\n", "9 size=1 ", "8 nokey\n"] {
+            assert!(pax_size(recs.as_bytes()).is_err(), "{recs:?}");
+        }
+        assert_eq!(pax_size(b"12 size=345\n\0\0\0").unwrap(), Some(345));
+        assert_eq!(pax_size(b"").unwrap(), None);
+    }
+
+    #[test]
+    fn base_offset_is_honoured() {
+        let (t, want) = archive();
+        let size = t.len() as u64;
+        let second = want[1].start as usize;
+        let got = tar_members(&t[second..], second as u64, size).unwrap();
+        assert_eq!(got, want[1..]);
+    }
+
+    /// Cross-checks against archives made by the `tar` CLI in gnu, pax and ustar formats
+    /// (long names become `L` or `x` headers); skipped when `tar` is not installed.
+    #[test]
+    fn matches_the_tar_cli() {
+        use std::process::Command;
+        if Command::new("tar").arg("--version").output().is_err() {
+            eprintln!("skipped: no tar on PATH");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("cairn-tar-{}", std::process::id()));
+        let src = dir.join("src");
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        let long = format!("d/{}", "x".repeat(150));
+        let sizes: Vec<(String, u64)> = vec![
+            ("a".into(), 100),
+            ("empty".into(), 0),
+            ("b".into(), 1024),
+            ("d/".into(), 0),
+            (long.clone(), 70_000),
+        ];
+        for (k, (name, n)) in sizes.iter().enumerate() {
+            if !name.ends_with('/') {
+                std::fs::write(src.join(name), vec![k as u8 + 1; *n as usize]).unwrap();
+            }
+        }
+        for format in ["gnu", "pax", "ustar"] {
+            let out = dir.join(format!("{format}.tar"));
+            // ustar cannot store the long name; tar skips it with an error status
+            let _ = Command::new("tar")
+                .args(["--format", format, "-cf"])
+                .arg(&out)
+                .arg("-C")
+                .arg(&src)
+                .args(["a", "empty", "b", "d"])
+                .output()
+                .unwrap();
+            let listing = Command::new("tar").args(["-tR", "-f"]).arg(&out).output().unwrap();
+            let listing = String::from_utf8(listing.stdout).unwrap();
+            // expected: ranges tile the archive up to the end marker, one per listed member,
+            // each ending with its file's bytes and padding right after a header for them
+            let mut names = Vec::new();
+            let mut end_marker = 0;
+            for line in listing.lines() {
+                let (block, name) = line.trim_start_matches("block ").split_once(": ").unwrap();
+                if name.starts_with("** Block of NULs") {
+                    end_marker = block.parse::<u64>().unwrap() * 512;
+                } else {
+                    names.push(name.to_string());
+                }
+            }
+            let bytes = std::fs::read(&out).unwrap();
+            let got = tar_members(&bytes, 0, bytes.len() as u64).unwrap();
+            assert_eq!(got.len(), names.len(), "{format}: {listing}");
+            assert_eq!(got.first().map(|r| r.start), Some(0));
+            assert_eq!(got.last().map(|r| r.end), Some(end_marker), "{format}");
+            for (i, (r, name)) in got.iter().zip(&names).enumerate() {
+                if i > 0 {
+                    assert_eq!(got[i - 1].end, r.start, "{format}: ranges tile");
+                }
+                let (fill, n) = sizes.iter().enumerate().find(|(_, (s, _))| s == name).map(|(k, s)| (k as u8 + 1, s.1)).unwrap();
+                let data = r.end - n.div_ceil(512) * 512;
+                let hdr = data - 512;
+                assert!(hdr >= r.start, "{format} {name}");
+                match next_tar_header(&bytes[hdr as usize..], hdr, bytes.len() as u64).unwrap() {
+                    TarBlock::Entry(e) => assert_eq!(e.data, data..data + n, "{format} {name}"),
+                    TarBlock::End => panic!("{format} {name}: no header before the data"),
+                }
+                let body = &bytes[data as usize..r.end as usize];
+                assert!(body[..n as usize].iter().all(|b| *b == fill), "{format} {name}: data");
+                assert!(body[n as usize..].iter().all(|b| *b == 0), "{format} {name}: padding");
+            }
+            assert!(names.len() >= 4, "{format}: {listing}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
