@@ -40,9 +40,9 @@ pub fn sigmoid(x: f32) -> f32 {
 }
 
 impl Ftrl {
-    /// A zero model with `2^bits` slots (`bits` is clamped to 4..=22 so a table fits the model file limit).
+    /// A zero model with `2^bits` slots (`bits` is clamped to 4..=20 so a table fits the model file limit).
     pub fn new(bits: u32, params: FtrlParams) -> Self {
-        let bits = bits.clamp(4, 22);
+        let bits = bits.clamp(4, 20);
         let size = 1usize << bits;
         Self { params, zn: vec![[0.0, 0.0]; size], mask: (size - 1) as u32 }
     }

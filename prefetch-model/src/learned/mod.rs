@@ -8,3 +8,15 @@
 pub mod candidates;
 pub mod features;
 pub mod ftrl;
+pub mod bandit;
+pub mod model;
+mod pending;
+mod prefetcher;
+
+pub use model::{Model, ModelError, MAX_MODEL_BYTES};
+pub use prefetcher::{LearnedConfig, LearnedPrefetcher, LearnedStats};
+mod train;
+
+pub use train::{default_model, evaluate, totals, train, train_from, TrainConfig, DEFAULT_TRAIN_SCALE, DEFAULT_TRAIN_SEED};
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,255 @@
+//! Aggressiveness per workload class: a discounted UCB bandit over a few (threshold, depth cap)
+//! arms, and a fallback that hands a class to the best heuristic while the model loses to it.
+//!
+//! Both judge by the same window score, computed from demand reads at access time:
+//! `(covered − λ·(issued − covered)) / demand`, where `covered` is demand bytes that fell in
+//! ranges issued earlier (and not reported evicted) and `issued` is bytes issued in the window.
+
+/// One aggressiveness setting.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Arm {
+    /// Emit candidates whose probability is at least this.
+    pub threshold: f32,
+    /// Emit only candidates with a depth bucket below this.
+    pub max_depth: u8,
+}
+
+/// The arms every class chooses among, from cautious to aggressive.
+pub const ARMS: [Arm; 4] = [
+    Arm { threshold: 0.7, max_depth: 4 },
+    Arm { threshold: 0.5, max_depth: 6 },
+    Arm { threshold: 0.35, max_depth: 8 },
+    Arm { threshold: 0.2, max_depth: 8 },
+];
+
+/// Number of workload classes (format class × access shape).
+pub const CLASSES: usize = 10 * 5;
+
+/// A workload class index from a format code and a shape code.
+pub fn class_of(format: u8, shape: u8) -> usize {
+    (format as usize % 10) * 5 + (shape as usize % 5)
+}
+
+/// Bytes one window of a class accumulated.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WindowStats {
+    /// Demand bytes read.
+    pub demand: f64,
+    /// Demand bytes that were in issued ranges.
+    pub covered: f64,
+    /// Bytes issued.
+    pub issued: f64,
+}
+
+impl WindowStats {
+    /// The window score (higher is better); 0 with no demand.
+    pub fn score(&self, lambda: f64) -> f64 {
+        if self.demand <= 0.0 {
+            return 0.0;
+        }
+        let waste = (self.issued - self.covered).max(0.0);
+        ((self.covered - lambda * waste) / self.demand).clamp(-4.0, 1.0)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ClassState {
+    arm: usize,
+    accesses: u32,
+    model: WindowStats,
+    heur: WindowStats,
+    reward: [f64; ARMS.len()],
+    plays: [f64; ARMS.len()],
+    model_ema: Option<f64>,
+    heur_ema: Option<f64>,
+    fallback: bool,
+    windows: u64,
+}
+
+impl Default for ClassState {
+    fn default() -> Self {
+        Self {
+            arm: 1,
+            accesses: 0,
+            model: WindowStats::default(),
+            heur: WindowStats::default(),
+            reward: [0.0; ARMS.len()],
+            plays: [0.0; ARMS.len()],
+            model_ema: None,
+            heur_ema: None,
+            fallback: false,
+            windows: 0,
+        }
+    }
+}
+
+/// Settings of the bandit and the fallback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ControlConfig {
+    /// Accesses of a class per decision window.
+    pub window: u32,
+    /// Weight of a wasted byte against a used one.
+    pub lambda: f64,
+    /// Exploration strength of UCB.
+    pub explore: f64,
+    /// Per-window discount of old arm statistics (non-stationary workloads).
+    pub discount: f64,
+    /// How far (in score) the model may trail the heuristic before the class falls back.
+    pub margin: f64,
+    /// Windows a class is observed before it may fall back.
+    pub min_windows: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self { window: 128, lambda: 0.5, explore: 0.3, discount: 0.9, margin: 0.05, min_windows: 2 }
+    }
+}
+
+/// Bandit and fallback state of every class.
+#[derive(Clone, Debug)]
+pub struct Control {
+    cfg: ControlConfig,
+    classes: Vec<ClassState>,
+}
+
+impl Control {
+    /// Fresh state (every class starts on a middle arm, model in charge).
+    pub fn new(cfg: ControlConfig) -> Self {
+        Self { cfg, classes: vec![ClassState::default(); CLASSES] }
+    }
+
+    /// The arm in force for a class.
+    pub fn arm(&self, class: usize) -> Arm {
+        ARMS[self.classes[class % CLASSES].arm]
+    }
+
+    /// Index of the arm in force.
+    pub fn arm_index(&self, class: usize) -> usize {
+        self.classes[class % CLASSES].arm
+    }
+
+    /// Whether the class is handed to the heuristic.
+    pub fn fallback(&self, class: usize) -> bool {
+        self.classes[class % CLASSES].fallback
+    }
+
+    /// Classes currently in fallback.
+    pub fn fallback_count(&self) -> usize {
+        self.classes.iter().filter(|c| c.fallback).count()
+    }
+
+    /// Adds to the model's (`model`) and the heuristic's (`heur`) window statistics.
+    pub fn record(&mut self, class: usize, model: WindowStats, heur: WindowStats) {
+        let c = &mut self.classes[class % CLASSES];
+        for (a, b) in [(&mut c.model, model), (&mut c.heur, heur)] {
+            a.demand += b.demand;
+            a.covered += b.covered;
+            a.issued += b.issued;
+        }
+    }
+
+    /// Counts one access of a class; closes its window when due (rewarding the arm, choosing
+    /// the next by UCB, and deciding fallback).
+    pub fn tick(&mut self, class: usize) {
+        let cfg = self.cfg;
+        let c = &mut self.classes[class % CLASSES];
+        c.accesses += 1;
+        if c.accesses < cfg.window {
+            return;
+        }
+        c.accesses = 0;
+        if c.model.demand <= 0.0 {
+            c.model = WindowStats::default();
+            c.heur = WindowStats::default();
+            return;
+        }
+        c.windows += 1;
+        let ms = c.model.score(cfg.lambda);
+        let hs = c.heur.score(cfg.lambda);
+        c.model = WindowStats::default();
+        c.heur = WindowStats::default();
+        for i in 0..ARMS.len() {
+            c.reward[i] *= cfg.discount;
+            c.plays[i] *= cfg.discount;
+        }
+        c.reward[c.arm] += ms;
+        c.plays[c.arm] += 1.0;
+        let total: f64 = c.plays.iter().sum::<f64>().max(1.0);
+        let mut best = (c.arm, f64::MIN);
+        for i in 0..ARMS.len() {
+            let v = if c.plays[i] < 0.05 {
+                f64::MAX / 2.0 - i as f64
+            } else {
+                c.reward[i] / c.plays[i] + cfg.explore * (total.ln().max(0.0) / c.plays[i]).sqrt()
+            };
+            if v > best.1 {
+                best = (i, v);
+            }
+        }
+        c.arm = best.0;
+        let ema = |old: Option<f64>, x: f64| Some(old.map_or(x, |o| 0.7 * o + 0.3 * x));
+        c.model_ema = ema(c.model_ema, ms);
+        c.heur_ema = ema(c.heur_ema, hs);
+        if let (Some(m), Some(h)) = (c.model_ema, c.heur_ema) {
+            if !c.fallback && c.windows >= cfg.min_windows && m < h - cfg.margin {
+                c.fallback = true;
+            } else if c.fallback && m >= h {
+                c.fallback = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(demand: f64, covered: f64, issued: f64) -> WindowStats {
+        WindowStats { demand, covered, issued }
+    }
+
+    #[test]
+    fn score_rewards_coverage_and_punishes_waste() {
+        assert_eq!(w(100.0, 100.0, 100.0).score(0.5), 1.0);
+        assert_eq!(w(100.0, 50.0, 150.0).score(0.5), 0.0);
+        assert_eq!(w(0.0, 0.0, 10.0).score(0.5), 0.0);
+    }
+
+    #[test]
+    fn falls_back_when_the_model_loses_and_recovers_when_it_wins() {
+        let cfg = ControlConfig { window: 4, ..Default::default() };
+        let mut c = Control::new(cfg);
+        let class = class_of(1, 1);
+        for _ in 0..40 {
+            // the model covers nothing, the heuristic covers everything
+            c.record(class, w(10.0, 0.0, 10.0), w(10.0, 10.0, 10.0));
+            c.tick(class);
+        }
+        assert!(c.fallback(class));
+        assert!(!c.fallback(class_of(2, 1)));
+        for _ in 0..40 {
+            c.record(class, w(10.0, 10.0, 10.0), w(10.0, 5.0, 10.0));
+            c.tick(class);
+        }
+        assert!(!c.fallback(class));
+    }
+
+    #[test]
+    fn bandit_settles_on_the_best_arm() {
+        let cfg = ControlConfig { window: 1, ..Default::default() };
+        let mut c = Control::new(cfg);
+        let class = 7;
+        let mut plays = [0u32; ARMS.len()];
+        for _ in 0..400 {
+            let a = c.arm_index(class);
+            plays[a] += 1;
+            // arm 2 covers most with little waste
+            let cov = [3.0, 5.0, 9.0, 9.0][a];
+            let iss = [3.0, 5.0, 9.5, 16.0][a];
+            c.record(class, w(10.0, cov, iss), w(10.0, 5.0, 5.0));
+            c.tick(class);
+        }
+        assert!(plays[2] > plays.iter().sum::<u32>() / 2, "{plays:?}");
+    }
+}

@@ -1,0 +1,113 @@
+//! Candidates awaiting their label: a fixed-capacity ring of entries indexed by
+//! `(inode, offset)`. The oldest entry leaves when the ring is full (an unlabeled one leaves as
+//! a negative example: it was not read within the horizon).
+
+use std::collections::BTreeMap;
+
+use super::candidates::Gen;
+use super::features::FeatureVec;
+
+/// One scored candidate.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// The file.
+    pub inode: u64,
+    /// First byte.
+    pub start: u64,
+    /// End byte (exclusive).
+    pub end: u64,
+    /// Features it was scored with.
+    pub feats: FeatureVec,
+    /// Generator.
+    pub gen: Gen,
+    /// Depth bucket.
+    pub depth: u8,
+    /// Workload class at scoring time.
+    pub class: u16,
+    /// Sent to the scheduler (labels come from feedback).
+    pub emitted: bool,
+    /// The model wanted it (emitted, or would have been outside fallback).
+    pub wanted: bool,
+    /// Labeled already (shadow entries get one label).
+    pub labeled: bool,
+    /// The scheduler reported a block of it evicted unused.
+    pub evicted: bool,
+}
+
+impl Entry {
+    /// Index key: one entry per file offset and generator/depth.
+    fn key(&self) -> (u64, u64, u8) {
+        (self.inode, self.start, (self.gen as u8) << 4 | self.depth.min(15))
+    }
+}
+
+/// The ring and its index.
+pub struct Pending {
+    ring: Vec<Option<Entry>>,
+    next: usize,
+    index: BTreeMap<(u64, u64, u8), usize>,
+}
+
+/// Longest entry (bounds the backward scan of an overlap query).
+pub const MAX_ENTRY_LEN: u64 = 128 << 20;
+
+impl Pending {
+    /// A ring of `cap` entries.
+    pub fn new(cap: usize) -> Self {
+        Self { ring: vec![None; cap.max(1)], next: 0, index: BTreeMap::new() }
+    }
+
+    /// Entries held (never more than the capacity).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether an entry the model wanted (emitted or would have) starts exactly here.
+    pub fn wanted_at(&self, inode: u64, start: u64) -> bool {
+        self.index
+            .range((inode, start, 0)..=(inode, start, u8::MAX))
+            .any(|(_, &slot)| self.ring[slot].is_some_and(|e| e.wanted))
+    }
+
+    /// Inserts an entry, returning the one it pushed out of the ring (if any).
+    pub fn insert(&mut self, e: Entry) -> Option<Entry> {
+        let slot = self.next;
+        self.next = (self.next + 1) % self.ring.len();
+        let old = self.ring[slot].take();
+        if let Some(o) = &old {
+            if self.index.get(&o.key()) == Some(&slot) {
+                self.index.remove(&o.key());
+            }
+        }
+        if let Some(prev) = self.index.insert(e.key(), slot) {
+            // replaced an entry at the same key: its slot is now unindexed
+            self.ring[prev] = None;
+        }
+        self.ring[slot] = Some(e);
+        old
+    }
+
+    /// Calls `f` on up to `limit` entries of `inode` overlapping `[start, end)`, nearest first
+    /// (scanning a bounded number of index entries).
+    pub fn overlapping(&mut self, inode: u64, start: u64, end: u64, limit: usize, mut f: impl FnMut(&mut Entry)) {
+        let lo = start.saturating_sub(MAX_ENTRY_LEN);
+        let mut n = 0;
+        for (_, &slot) in self.index.range((inode, lo, 0)..(inode, end, 0)).rev().take(4 * limit + 8) {
+            if let Some(e) = self.ring[slot].as_mut() {
+                if e.end > start {
+                    f(e);
+                    n += 1;
+                    if n >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drains every entry (for end-of-training negatives).
+    pub fn drain(&mut self) -> impl Iterator<Item = Entry> + '_ {
+        self.index.clear();
+        self.ring.iter_mut().filter_map(|s| s.take())
+    }
+}

@@ -1,0 +1,361 @@
+//! [`LearnedPrefetcher`]: generators propose, the model scores, the bandit sets how much to
+//! emit per class, the fallback hands a losing class to the heuristic, feedback trains online.
+
+use std::collections::HashMap;
+
+use super::bandit::{class_of, Control, ControlConfig, WindowStats};
+use super::candidates::{whole_file, Candidate, DirTracker, Gen, HandleState, Shape, SuccessorTable, WHOLE_FILE_MAX};
+use super::features::{count_bucket, program_bucket, ratio_bucket, size_bucket, Context};
+use super::model::Model;
+use super::pending::{Entry, Pending};
+use crate::prefetcher::{Catalog, Feedback, PrefetchRequest, Prefetcher};
+use crate::readahead::{ReadaheadConfig, ReadaheadWindow, StreamObservation};
+use crate::trace::{Op, TraceRecord};
+
+const MIB: f32 = (1u64 << 20) as f32;
+
+/// Settings of the learned prefetcher.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LearnedConfig {
+    /// Scored candidates awaiting a label (ring capacity; also the labeling horizon).
+    pub max_pending: usize,
+    /// Handles tracked at once.
+    pub max_handles: usize,
+    /// Candidates scored per access.
+    pub max_candidates: usize,
+    /// Bandit and fallback settings.
+    pub control: ControlConfig,
+    /// Update the model from feedback and demand reads while running.
+    pub learn_online: bool,
+    /// Send requests (false: score and label only, for offline training).
+    pub emit: bool,
+    /// Successor table size (log2 slots).
+    pub successor_bits: u32,
+    /// Directories tracked by the sibling generator.
+    pub max_dirs: usize,
+    /// Largest directory the sibling generator tracks.
+    pub max_dir_files: usize,
+    /// The fallback heuristic's readahead window.
+    pub heuristic: ReadaheadConfig,
+}
+
+impl Default for LearnedConfig {
+    fn default() -> Self {
+        Self {
+            max_pending: 16 * 1024,
+            max_handles: 4096,
+            max_candidates: 16,
+            control: ControlConfig::default(),
+            learn_online: true,
+            emit: true,
+            successor_bits: 14,
+            max_dirs: 64,
+            max_dir_files: 1 << 16,
+            heuristic: ReadaheadConfig::default(),
+        }
+    }
+}
+
+struct Handle {
+    st: HandleState,
+    heur: ReadaheadWindow,
+    heur_lo: u64,
+    heur_hi: u64,
+}
+
+/// Counters for reports and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LearnedStats {
+    /// Candidates scored.
+    pub scored: u64,
+    /// Requests emitted by the model.
+    pub emitted: u64,
+    /// Requests emitted by the fallback heuristic.
+    pub fallback_emitted: u64,
+    /// Model updates (labels learned).
+    pub updates: u64,
+}
+
+/// The learned prefetcher (name `learned`).
+pub struct LearnedPrefetcher {
+    model: Model,
+    cfg: LearnedConfig,
+    control: Control,
+    pending: Pending,
+    handles: HashMap<u64, Handle>,
+    succ: SuccessorTable,
+    dirs: DirTracker,
+    ratio: Vec<[(f32, u32); 7]>,
+    cands: Vec<Candidate>,
+    clock: u64,
+    stats: LearnedStats,
+}
+
+impl LearnedPrefetcher {
+    /// A prefetcher scoring with `model`.
+    pub fn new(model: Model, cfg: LearnedConfig) -> Self {
+        Self {
+            model,
+            cfg,
+            control: Control::new(cfg.control),
+            pending: Pending::new(cfg.max_pending),
+            handles: HashMap::new(),
+            succ: SuccessorTable::new(cfg.successor_bits),
+            dirs: DirTracker::new(cfg.max_dirs, cfg.max_dir_files),
+            ratio: vec![[(0.5, 0); 7]; super::bandit::CLASSES],
+            cands: Vec::with_capacity(64),
+            clock: 0,
+            stats: LearnedStats::default(),
+        }
+    }
+
+    /// The model (as trained so far).
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Finishes: unlabeled candidates become negatives (training), and the model is returned.
+    pub fn into_model(mut self) -> Model {
+        if self.cfg.learn_online {
+            let left: Vec<Entry> = self.pending.drain().collect();
+            for e in left {
+                if !e.labeled && !e.emitted {
+                    self.learn(&e, false, shadow_weight(&e));
+                }
+            }
+        }
+        self.model
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LearnedStats {
+        self.stats
+    }
+
+    /// Classes currently handed to the heuristic.
+    pub fn fallback_classes(&self) -> usize {
+        self.control.fallback_count()
+    }
+
+    /// Whether the class of this format and shape is handed to the heuristic.
+    pub fn in_fallback(&self, format: u8, shape: Shape) -> bool {
+        self.control.fallback(class_of(format, shape as u8))
+    }
+
+    /// Sizes of the bounded maps: (pending candidates, handles, directories).
+    pub fn footprint(&self) -> (usize, usize, usize) {
+        (self.pending.len(), self.handles.len(), self.dirs.len())
+    }
+
+    fn learn(&mut self, e: &Entry, label: bool, weight: f32) {
+        if !self.cfg.learn_online {
+            return;
+        }
+        self.model.ftrl.update(e.feats.slots(), label, weight);
+        self.stats.updates += 1;
+        let r = &mut self.ratio[e.class as usize % super::bandit::CLASSES][e.gen.index()];
+        r.0 = 0.97 * r.0 + 0.03 * if label { 1.0 } else { 0.0 };
+        r.1 = r.1.saturating_add(1);
+    }
+
+    fn handle(&mut self, rec: &TraceRecord) -> &mut Handle {
+        if !self.handles.contains_key(&rec.handle) && self.handles.len() >= self.cfg.max_handles {
+            if let Some(old) = self.handles.iter().min_by_key(|(_, h)| h.st.touched).map(|(k, _)| *k) {
+                self.handles.remove(&old);
+            }
+        }
+        let heur_cfg = self.cfg.heuristic;
+        let h = self.handles.entry(rec.handle).or_insert_with(|| Handle {
+            st: HandleState::new(rec),
+            heur: ReadaheadWindow::new(heur_cfg),
+            heur_lo: 0,
+            heur_hi: 0,
+        });
+        h.st.touched = self.clock;
+        h
+    }
+}
+
+fn shadow_weight(e: &Entry) -> f32 {
+    ((e.end - e.start) as f32 / MIB).clamp(0.25, 4.0)
+}
+
+fn overlap(a: (u64, u64), b: (u64, u64)) -> u64 {
+    a.1.min(b.1).saturating_sub(a.0.max(b.0))
+}
+
+impl Prefetcher for LearnedPrefetcher {
+    fn name(&self) -> &str {
+        "learned"
+    }
+
+    fn on_access(&mut self, rec: &TraceRecord, catalog: &dyn Catalog, out: &mut Vec<PrefetchRequest>) {
+        self.clock += 1;
+        let mut cands = std::mem::take(&mut self.cands);
+        cands.clear();
+        let mut model_stats = WindowStats::default();
+        let mut heur_stats = WindowStats::default();
+        let mut heur_req: Option<(u64, u64)> = None;
+        let (shape, run) = match rec.op {
+            Op::Open => {
+                let h = self.handle(rec);
+                if rec.file_size > 0 && rec.file_size <= WHOLE_FILE_MAX {
+                    heur_req = Some((0, rec.file_size));
+                    h.heur_lo = 0;
+                    h.heur_hi = rec.file_size;
+                    heur_stats.issued += rec.file_size as f64;
+                }
+                self.succ.observe_open(rec);
+                whole_file(rec, &mut cands);
+                self.succ.propose(rec, &mut cands);
+                self.dirs.open(rec, || catalog.siblings(rec.dir_hash), &mut cands);
+                (Shape::Fresh, 0)
+            }
+            Op::Read => {
+                let (off, end) = (rec.offset, rec.offset + rec.len as u64);
+                // What earlier decisions covered, and shadow labels for what the model skipped.
+                let mut covered = 0u64;
+                let mut hits: [Option<Entry>; 16] = [None; 16];
+                let mut nh = 0;
+                self.pending.overlapping(rec.inode, off, end, 16, |e| {
+                    if e.wanted && !e.evicted {
+                        covered += overlap((e.start, e.end), (off, end));
+                    }
+                    if !e.emitted && !e.labeled {
+                        e.labeled = true;
+                        hits[nh] = Some(*e);
+                        nh += 1;
+                    }
+                });
+                for e in hits.iter().take(nh).flatten() {
+                    self.learn(e, true, shadow_weight(e));
+                }
+                model_stats.demand = rec.len as f64;
+                model_stats.covered = covered.min(rec.len as u64) as f64;
+                let h = self.handle(rec);
+                heur_stats.demand = rec.len as f64;
+                heur_stats.covered = overlap((h.heur_lo, h.heur_hi), (off, end)) as f64;
+                if let StreamObservation::Sequential { window } = h.heur.observe(off, rec.len as u64) {
+                    let hi = (end + window).min(rec.file_size.max(end));
+                    if h.heur_hi < off {
+                        h.heur_lo = off;
+                        h.heur_hi = end;
+                    }
+                    let from = h.heur_hi.max(end);
+                    if hi > from {
+                        heur_stats.issued += (hi - from) as f64;
+                        heur_req = Some((from, hi - from));
+                        h.heur_hi = hi;
+                    }
+                }
+                h.st.observe_read(off, rec.len as u64);
+                h.st.sequential(&mut cands);
+                h.st.stride(&mut cands);
+                if let Some(layout) = catalog.layout(rec.inode) {
+                    h.st.layout(&layout, off, &mut cands);
+                }
+                (h.st.shape(), h.st.run)
+            }
+            Op::Close => {
+                self.handles.remove(&rec.handle);
+                self.cands = cands;
+                return;
+            }
+            Op::Write => {
+                self.cands = cands;
+                return;
+            }
+        };
+        let class = class_of(rec.format as u8, shape as u8);
+        let arm = self.control.arm(class);
+        let fallback = self.control.fallback(class);
+        let mut seq_blocked = false;
+        let mut seq_emitted_until = None;
+        let req_b = size_bucket(rec.len as u64);
+        let run_b = count_bucket(run);
+        let prog_b = program_bucket(rec.program_hash);
+        for c in cands.iter().take(self.cfg.max_candidates) {
+            if self.pending.wanted_at(c.inode, c.offset) {
+                continue;
+            }
+            let r = self.ratio[class][c.gen.index()];
+            let ctx = Context {
+                gen: c.gen as u8,
+                depth: c.depth,
+                format: rec.format as u8,
+                size: size_bucket(c.file_size),
+                req: req_b,
+                run: run_b,
+                ratio: ratio_bucket((r.1 >= 16).then_some(r.0)),
+                program: prog_b,
+                shape: shape as u8,
+            };
+            let feats = ctx.features(&self.model.ftrl);
+            let p = self.model.ftrl.predict(feats.slots());
+            self.stats.scored += 1;
+            let seq = c.gen == Gen::Sequential;
+            let wanted = p >= arm.threshold && c.depth < arm.max_depth && !(seq && seq_blocked);
+            if seq && !wanted {
+                seq_blocked = true;
+            }
+            let emitted = wanted && !fallback && self.cfg.emit;
+            if emitted {
+                out.push(PrefetchRequest { inode: c.inode, offset: c.offset, len: c.len, score: p });
+                self.stats.emitted += 1;
+                if seq {
+                    seq_emitted_until = Some(c.offset + c.len);
+                }
+            }
+            if wanted {
+                model_stats.issued += c.len as f64;
+            }
+            let e = Entry {
+                inode: c.inode,
+                start: c.offset,
+                end: c.offset + c.len,
+                feats,
+                gen: c.gen,
+                depth: c.depth,
+                class: class as u16,
+                emitted,
+                wanted,
+                labeled: false,
+                evicted: false,
+            };
+            if let Some(old) = self.pending.insert(e) {
+                if !old.labeled && !old.emitted {
+                    self.learn(&old, false, shadow_weight(&old));
+                }
+            }
+        }
+        if let (Some(until), Some(h)) = (seq_emitted_until, self.handles.get_mut(&rec.handle)) {
+            h.st.emitted_until = h.st.emitted_until.max(until);
+        }
+        if fallback && self.cfg.emit {
+            if let Some((offset, len)) = heur_req {
+                out.push(PrefetchRequest { inode: rec.inode, offset, len, score: 0.5 });
+                self.stats.fallback_emitted += 1;
+            }
+        }
+        self.control.record(class, model_stats, heur_stats);
+        self.control.tick(class);
+        self.cands = cands;
+    }
+
+    fn on_feedback(&mut self, fb: &Feedback) {
+        let mut hit: Option<Entry> = None;
+        self.pending.overlapping(fb.inode, fb.offset, fb.offset + fb.len, 1, |e| {
+            if e.emitted {
+                e.labeled = true;
+                if !fb.used {
+                    e.evicted = true;
+                }
+                hit = Some(*e);
+            }
+        });
+        if let Some(e) = hit {
+            let w = (fb.len as f32 / MIB).clamp(0.05, 1.0);
+            self.learn(&e, fb.used, w);
+        }
+    }
+}
