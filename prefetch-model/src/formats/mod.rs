@@ -148,3 +148,6 @@ pub fn parse_layout(format: FormatClass, source: &[u8], file_size: u64) -> Resul
         other => Err(FormatError::Unsupported(format!("no layout parser for {other:?}"))),
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;

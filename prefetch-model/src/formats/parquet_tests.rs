@@ -390,6 +390,30 @@ fn malformed_metadata_is_an_error() {
     assert!(matches!(parquet_layout(&[0x1e, 0x00], 1 << 20), Err(FormatError::Thrift(_))));
 }
 
+proptest::proptest! {
+    /// Flipped, inserted or dropped bytes of a valid footer never panic, and what still parses
+    /// stays within the data region.
+    #[test]
+    fn mutations(flips in proptest::collection::vec((0usize..100_000, 0u8..=255), 1..6), insert in proptest::option::of((0usize..100_000, 0u8..=255)), cut in 0usize..64) {
+        let meta = file_metadata(&two_by_three(), true);
+        let mut m = meta.clone();
+        for (i, x) in flips {
+            let i = i % m.len();
+            m[i] ^= x;
+        }
+        if let Some((i, b)) = insert {
+            m.insert(i % m.len(), b);
+        }
+        m.truncate(m.len().saturating_sub(cut));
+        let size = 4000 + m.len() as u64;
+        if let Ok(p) = parquet_layout_detailed(&m, size) {
+            let footer_start = size - 8 - m.len() as u64;
+            assert!(p.chunks.iter().all(|c| c.range.start >= 4 && c.range.end <= footer_start && c.range.start < c.range.end));
+            assert_eq!(p.chunks.len(), p.layout.extents.len());
+        }
+    }
+}
+
 /// Writes a real file with pyarrow and checks the chunk ranges against pyarrow's own metadata.
 /// Needs `python3` (or `$CAIRN_PYTHON`) with pyarrow, hence ignored; run with `--ignored`.
 #[test]
@@ -433,4 +457,34 @@ print(json.dumps(out))
     let got: Vec<_> = p.chunks.iter().map(|c| (c.row_group, c.column, c.range.start, c.range.end)).collect();
     assert_eq!(got, want);
     assert_eq!(got.len(), 9);
+}
+
+/// Parse cost of a large footer (1000 row groups x 100 columns); run with `--release --ignored`.
+#[test]
+#[ignore]
+fn large_footer_timing() {
+    let mut rgs = Vec::new();
+    let mut off = 4;
+    for _ in 0..1000 {
+        let mut cols = Vec::new();
+        for c in 0..100 {
+            let dict = (c % 2 == 0).then_some(off);
+            cols.push(col(dict, off + 64, 4096));
+            off += 4096;
+        }
+        rgs.push(cols);
+    }
+    let meta = file_metadata(&rgs, false);
+    let size = off as u64 + meta.len() as u64 + 8;
+    let t = std::time::Instant::now();
+    let p = parquet_layout_detailed(&meta, size).unwrap();
+    let dt = t.elapsed();
+    assert_eq!(p.chunks.len(), 100_000);
+    eprintln!(
+        "footer {} bytes, {} chunks parsed in {:?} ({:.1} ns/chunk)",
+        meta.len(),
+        p.chunks.len(),
+        dt,
+        dt.as_nanos() as f64 / 1e5
+    );
 }

@@ -251,6 +251,24 @@ mod tests {
         assert!(safetensors_layout(&f[8..8 + n], f.len() as u64).is_ok());
     }
 
+    proptest::proptest! {
+        /// Flipped or dropped bytes of a valid header never panic, and what parses is in range.
+        #[test]
+        fn mutations(flips in proptest::collection::vec((0usize..400, 0u8..=255), 1..4), cut in 0usize..400) {
+            let h = json!({"a": t("U8", &[10], 0, 10), "b": t("F32", &[2], 10, 18), "__metadata__": {"k": "v"}});
+            let f = file(&h, 18);
+            let mut json = f[8..f.len() - 18].to_vec();
+            for (i, x) in flips {
+                let i = i % json.len();
+                json[i] ^= x;
+            }
+            json.truncate(json.len() - cut % json.len());
+            if let Ok(l) = safetensors_layout(&json, f.len() as u64) {
+                assert!(l.extents.iter().all(|e| e.start < e.end && e.end <= f.len() as u64));
+            }
+        }
+    }
+
     /// Writes a file with the `safetensors` Python package and checks each tensor's range
     /// against its bytes. Needs `python3` (or `$CAIRN_PYTHON`) with safetensors and numpy.
     #[test]

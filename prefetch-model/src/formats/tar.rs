@@ -181,6 +181,12 @@ pub fn tar_layout(bytes: &[u8], base_offset: u64, file_size: u64) -> Result<Layo
 
 /// The members and the offset where the walk stopped (the next header not yet accounted for).
 fn walk(bytes: &[u8], base: u64, file_size: u64) -> Result<(Vec<Range<u64>>, u64), FormatError> {
+    if base % BLOCK != 0 {
+        return Err(FormatError::Invalid(format!("tar window offset {base} is not block aligned")));
+    }
+    if base > file_size {
+        return Err(FormatError::OutOfRange(format!("tar window at {base} past a {file_size}-byte file")));
+    }
     let mut out = Vec::new();
     let mut pos = base;
     let mut pending: Option<u64> = None; // start of extended headers awaiting their member
@@ -426,6 +432,26 @@ mod tests {
         let second = want[1].start as usize;
         let got = tar_members(&t[second..], second as u64, size).unwrap();
         assert_eq!(got, want[1..]);
+    }
+
+    proptest::proptest! {
+        /// Flipped bytes never panic; a window cut anywhere yields a prefix of the members.
+        #[test]
+        fn mutations_and_truncations(flips in proptest::collection::vec((0usize..20_000, 0u8..=255), 0..6), cut in 0usize..20_000) {
+            let (t, want) = archive();
+            let size = t.len() as u64;
+            let mut m = t.clone();
+            for (i, x) in flips {
+                let i = i % m.len();
+                m[i] ^= x;
+            }
+            if let Ok(l) = tar_layout(&m, 0, size) {
+                assert!(l.extents.iter().all(|e| e.start < e.end && e.end <= size));
+            }
+            let cut = cut % (t.len() + 1);
+            let got = tar_members(&t[..cut], 0, size).unwrap();
+            assert_eq!(&want[..got.len()], &got[..]);
+        }
     }
 
     /// Cross-checks against archives made by the `tar` CLI in gnu, pax and ustar formats
