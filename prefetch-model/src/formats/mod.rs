@@ -18,7 +18,7 @@ use crate::Layout;
 
 pub use parquet::{
     parquet_footer_len, parquet_layout, parquet_layout_detailed, ChunkInfo, ParquetLayout,
-    MAX_FOOTER_LEN,
+    MAX_CHUNKS, MAX_FOOTER_LEN,
 };
 pub use safetensors::{
     safetensors_header_len, safetensors_layout, safetensors_layout_detailed, SafetensorsLayout,
