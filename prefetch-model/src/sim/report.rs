@@ -116,7 +116,8 @@ fn mib(x: u64) -> String {
 }
 
 /// One markdown table per workload (in order of first appearance), a row per prefetcher.
-/// Never blends workloads into one number.
+/// Never blends workloads into one number. Precision shows `-` when nothing was prefetched and
+/// timeliness `-` when no prefetched block was used.
 pub fn markdown(reports: &[Report]) -> String {
     let mut order: Vec<&str> = Vec::new();
     for r in reports {
@@ -140,9 +141,9 @@ pub fn markdown(reports: &[Report]) -> String {
                 pct(r.hit_rate),
                 r.misses,
                 r.late,
-                pct(r.precision),
+                if r.prefetched_blocks == 0 { "-".to_string() } else { pct(r.precision) },
                 pct(r.coverage),
-                pct(r.timeliness),
+                if r.used_prefetched == 0 { "-".to_string() } else { pct(r.timeliness) },
                 pct(r.demand_bytes_prefetched_frac),
                 mib(r.wasted_bytes),
                 r.get_requests,

@@ -455,3 +455,37 @@ proptest! {
         prop_assert!(r.replay_time >= 0.0);
     }
 }
+
+#[test]
+fn every_eviction_policy_replays_within_budget() {
+    let w = two_stream_workload();
+    for kind in cairn_cache::policy::PolicyKind::ALL {
+        let cfg = SimConfig {
+            policy: kind,
+            cache_bytes: 8 * M,
+            ..SimConfig::default()
+        };
+        let r = replay(&w, baselines::by_name("doubling").unwrap().as_mut(), &cfg);
+        check_accounting(&r);
+        assert!(r.peak_cache_used <= 8 * M, "{kind}");
+        assert!(r.wasted_prefetched > 0, "{kind}: a small cache evicts some prefetched blocks");
+    }
+}
+
+#[test]
+fn think_time_is_the_recorded_gap_capped() {
+    // Two cached reads (written first) 5 s apart in the trace: the replay waits the cap.
+    let recs = vec![
+        rec(0, 0, Op::Write, 3, 0, M, 0),
+        rec(1, 0, Op::Read, 3, 0, 10, M),
+        rec(5001, 0, Op::Read, 3, 10, 10, M),
+    ];
+    let w = workload("think", recs, &[]);
+    let cfg = SimConfig {
+        max_think: 0.5,
+        ..SimConfig::default()
+    };
+    let r = replay(&w, &mut baselines::NoPrefetch, &cfg);
+    let write = M as f64 / cfg.local_write_bw;
+    assert!((r.replay_time - (write + 0.001 + 0.5)).abs() < 1e-9, "{}", r.replay_time);
+}
