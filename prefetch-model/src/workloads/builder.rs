@@ -180,7 +180,7 @@ impl Builder {
         h
     }
 
-    /// `s` closes handle `h` of `f` (no clock change).
+    /// `s` closes handle `h` of `f`; advances the clock by 1 us.
     pub fn close(&mut self, s: &mut Stream, f: &FileRef, h: u64) {
         self.push(s, f, h, Op::Close, 0, 0);
         s.think(1_000);
@@ -232,8 +232,8 @@ impl Builder {
     }
 }
 
-/// PyTorch `DataLoader`'s split of one epoch: `order` is chunked into batches of `batch` items
-/// and batch `k` goes to worker `k % workers`. Returns the batches in global order.
+/// One epoch's `order` chunked into batches of `batch` items, in global order (the DataLoader
+/// hands batch `k` to worker `k % workers`).
 pub fn batches(order: &[usize], batch: usize) -> Vec<Vec<usize>> {
     order.chunks(batch.max(1)).map(|c| c.to_vec()).collect()
 }
