@@ -55,6 +55,12 @@ impl Prefetcher for DoublingWindow {
             }
             Op::Read => {
                 let cfg = self.params.window;
+                // The shared window adds offsets, lengths and slack without overflow checks:
+                // a read at the very top of the offset space is not a stream worth following.
+                let headroom = cfg.max.saturating_add(cfg.forward_slack).saturating_add(cfg.backward_slack);
+                if rec.offset.checked_add(rec.len as u64).and_then(|e| e.checked_add(headroom)).is_none() {
+                    return;
+                }
                 let w = self
                     .handles
                     .entry(rec.handle)

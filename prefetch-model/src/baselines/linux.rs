@@ -100,7 +100,7 @@ impl Prefetcher for LinuxReadahead {
         let (off, len) = (rec.offset, rec.len as u64);
         let end = off.saturating_add(len);
         let mut st = self.handles.get(&rec.handle).copied().unwrap_or_default();
-        let win_end = st.start + st.size;
+        let win_end = st.start.saturating_add(st.size);
         let marker = win_end - st.async_size;
         if st.size > 0 && end > marker && off <= win_end {
             // Hit the marker (or ran right past the window): the next window, all async.
@@ -113,7 +113,7 @@ impl Prefetcher for LinuxReadahead {
                 prev_end: Some(end),
                 run_start: st.run_start,
             };
-            super::push_range(out, rec.inode, start, start + size, rec.file_size, 0.6);
+            super::push_range(out, rec.inode, start, start.saturating_add(size), rec.file_size, 0.6);
         } else if st.size > 0 && off >= st.run_start && end <= marker {
             // Inside what was read ahead, before the marker: cached, nothing to do.
             st.prev_end = Some(end);
@@ -127,7 +127,7 @@ impl Prefetcher for LinuxReadahead {
                 prev_end: Some(end),
                 run_start: off,
             };
-            super::push_range(out, rec.inode, end, off + size, rec.file_size, 0.6);
+            super::push_range(out, rec.inode, end, off.saturating_add(size), rec.file_size, 0.6);
         } else {
             // Random: read just what is asked; forget the window.
             st = RaState {

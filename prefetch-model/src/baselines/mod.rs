@@ -119,6 +119,37 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::Op;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary records (offsets up to the top of the range) never panic a baseline, and
+        /// every request is non-empty, inside the file when its size is known, scored in [0, 1].
+        #[test]
+        fn arbitrary_records_give_sane_requests(
+            recs in proptest::collection::vec(
+                (0u8..4, 0u64..3, any::<u64>(), any::<u32>(), prop_oneof![Just(0u64), any::<u64>(), 1u64..(1 << 30)]),
+                1..60,
+            )
+        ) {
+            for mut p in all() {
+                for &(op, h, off, len, size) in &recs {
+                    let op = [Op::Open, Op::Read, Op::Write, Op::Close][op as usize];
+                    let off = if size == 0 { off } else { off % size.saturating_mul(2) };
+                    let r = testutil::rec(op, h, 1, off, len, size);
+                    let mut out = Vec::new();
+                    p.on_access(&r, &crate::EmptyCatalog, &mut out);
+                    for q in &out {
+                        prop_assert!(q.len > 0, "{}", p.name());
+                        prop_assert!((0.0..=1.0).contains(&q.score));
+                        if size > 0 {
+                            prop_assert!(q.offset.saturating_add(q.len) <= size, "{}: {q:?}", p.name());
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn by_name_knows_every_name_and_nothing_else() {

@@ -97,7 +97,8 @@ impl Prefetcher for Stride {
             ..StreamState::default()
         });
         if let Some(last) = st.last {
-            st.deltas.push_back(rec.offset as i64 - last as i64);
+            let d = (rec.offset as i128 - last as i128).clamp(i64::MIN as i128, i64::MAX as i128);
+            st.deltas.push_back(d as i64);
             while st.deltas.len() > p.history.max(1) {
                 st.deltas.pop_front();
             }
@@ -117,15 +118,16 @@ impl Prefetcher for Stride {
         };
         let len = rec.len as u64;
         for i in 1..=st.depth as i64 {
-            let Some(off) = (rec.offset as i64).checked_add(d * i).filter(|&o| o >= 0) else {
+            let off = rec.offset as i128 + d as i128 * i as i128;
+            if off < 0 || off > u64::MAX as i128 {
                 break;
-            };
+            }
             let off = off as u64;
             if rec.file_size > 0 && off >= rec.file_size {
                 break;
             }
             st.predicted.push(off);
-            super::push_range(out, rec.inode, off, off + len, rec.file_size, 0.6);
+            super::push_range(out, rec.inode, off, off.saturating_add(len), rec.file_size, 0.6);
         }
     }
 }

@@ -318,7 +318,7 @@ impl<'a> Sim<'a> {
         }
         self.p.on_feedback(&Feedback {
             inode: id.0,
-            offset: id.1 * self.bs,
+            offset: id.1.saturating_mul(self.bs),
             len: size,
             used,
         });
@@ -380,7 +380,7 @@ impl<'a> Sim<'a> {
         let mut missing: Vec<u64> = Vec::new();
         for blk in start / self.bs..=(end - 1) / self.bs {
             self.c.demand_blocks += 1;
-            let overlap = end.min((blk + 1) * self.bs) - start.max(blk * self.bs);
+            let overlap = end.min((blk + 1).saturating_mul(self.bs)) - start.max(blk.saturating_mul(self.bs));
             let id = (rec.inode, blk);
             if let Some(before) = self.cache.hit(&id) {
                 self.c.hits += 1;
@@ -487,7 +487,8 @@ impl<'a> Sim<'a> {
 
     fn enqueue(&mut self, q: &PrefetchRequest) {
         let size = self.size_of(q.inode);
-        let mut end = q.offset.saturating_add(q.len);
+        // Never more than the cache could hold (also bounds requests on files of unknown size).
+        let mut end = q.offset.saturating_add(q.len.min(self.cfg.cache_bytes));
         if size > 0 {
             end = end.min(size);
         }

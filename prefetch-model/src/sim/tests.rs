@@ -402,6 +402,10 @@ impl Prefetcher for RandomPrefetcher {
         "random"
     }
     fn on_access(&mut self, _: &TraceRecord, _: &dyn Catalog, out: &mut Vec<PrefetchRequest>) {
+        if self.rng.below(20) == 0 {
+            // a file nobody knows, absurd length: must be bounded, not hang
+            out.push(PrefetchRequest { inode: 999, offset: self.rng.next_u64(), len: u64::MAX, score: 0.1 });
+        }
         for _ in 0..self.rng.below(5) {
             let (inode, size) = self.files[self.rng.below(self.files.len() as u64) as usize];
             out.push(PrefetchRequest {
@@ -488,4 +492,19 @@ fn think_time_is_the_recorded_gap_capped() {
     let r = replay(&w, &mut baselines::NoPrefetch, &cfg);
     let write = M as f64 / cfg.local_write_bw;
     assert!((r.replay_time - (write + 0.001 + 0.5)).abs() < 1e-9, "{}", r.replay_time);
+}
+
+#[test]
+fn hostile_offsets_do_not_overflow() {
+    let recs = vec![
+        rec(0, 0, Op::Read, 4, u64::MAX - 10, 100, 0),
+        rec(1, 0, Op::Write, 4, u64::MAX - 5, 100, 0),
+        rec(2, 0, Op::Read, 5, 0, 0, 0),
+    ];
+    let w = workload("hostile", recs, &[]);
+    for name in baselines::NAMES {
+        let r = replay(&w, baselines::by_name(name).unwrap().as_mut(), &SimConfig::default());
+        check_accounting(&r);
+        assert_eq!(r.demand_reads, 2);
+    }
 }
