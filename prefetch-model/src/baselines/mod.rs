@@ -128,7 +128,7 @@ mod tests {
         #[test]
         fn arbitrary_records_give_sane_requests(
             recs in proptest::collection::vec(
-                (0u8..4, 0u64..3, any::<u64>(), any::<u32>(), prop_oneof![Just(0u64), any::<u64>(), 1u64..(1 << 30)]),
+                (0u8..4, 0u64..3, prop_oneof![any::<u64>(), (u64::MAX - (1 << 34))..=u64::MAX, 0u64..(1 << 30)], any::<u32>(), prop_oneof![Just(0u64), any::<u64>(), 1u64..(1 << 30)]),
                 1..60,
             )
         ) {
