@@ -508,3 +508,27 @@ fn hostile_offsets_do_not_overflow() {
         assert_eq!(r.demand_reads, 2);
     }
 }
+
+#[test]
+fn suite_replays_through_every_baseline_within_budgets() {
+    let cfg = SimConfig::default();
+    let ws = crate::workloads::suite(1, 0.01);
+    assert!(!ws.is_empty());
+    let factories: Vec<Box<dyn Fn() -> Box<dyn Prefetcher>>> = baselines::NAMES
+        .iter()
+        .map(|n| Box::new(move || baselines::by_name(n).unwrap()) as Box<dyn Fn() -> Box<dyn Prefetcher>>)
+        .collect();
+    let refs: Vec<Factory<'_>> = factories.iter().map(|f| f.as_ref()).collect();
+    let reports = run_suite(&ws, &refs, &cfg);
+    assert_eq!(reports.len(), ws.len() * baselines::NAMES.len());
+    for r in &reports {
+        check_accounting(r);
+        assert!(r.peak_prefetch_inflight <= cfg.prefetch_inflight, "{r:?}");
+        assert!(r.peak_prefetch_share as f64 <= cfg.cache_bytes as f64 * cfg.prefetch_cache_share);
+        assert!(r.peak_cache_used <= cfg.cache_bytes);
+        assert!(r.replay_time > 0.0, "{}/{}", r.workload, r.policy);
+        if r.policy == "none" {
+            assert_eq!(r.prefetched_blocks, 0);
+        }
+    }
+}
