@@ -32,6 +32,11 @@ pub struct FileConfig {
     pub flush_delay: Option<String>,
     pub max_dirty: Option<String>,
     pub drain_timeout: Option<String>,
+    pub prefetch: Option<String>,
+    pub prefetch_model: Option<PathBuf>,
+    pub prefetch_inflight: Option<String>,
+    pub prefetch_cache_share: Option<f64>,
+    pub trace: Option<PathBuf>,
 }
 
 impl FileConfig {

@@ -3,6 +3,7 @@
 mod admin;
 mod config;
 mod mount;
+mod prefetch_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,10 +60,29 @@ enum Command {
         #[arg(long, value_name = "DUR")]
         timeout: Option<String>,
     },
+    /// Train and manage prefetch models.
+    Prefetch {
+        #[command(subcommand)]
+        command: PrefetchCommand,
+    },
     /// Re-read a running mount's --config file and apply the live settings (same as SIGHUP).
     Reload {
         /// The mount point.
         mountpoint: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PrefetchCommand {
+    /// Train the learned prefetcher on traces recorded with `cairn mount --trace FILE`;
+    /// load the result with `cairn mount --prefetch-model FILE`.
+    Train {
+        /// Trace files.
+        #[arg(required = true)]
+        traces: Vec<PathBuf>,
+        /// Where to write the model.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
     },
 }
 
@@ -168,6 +188,9 @@ fn main() -> ExitCode {
         Command::Cache {
             command: CacheCommand::Resize { l1, l2, mountpoint },
         } => resize(&mountpoint, l1.as_deref(), l2.as_deref()),
+        Command::Prefetch {
+            command: PrefetchCommand::Train { traces, output },
+        } => prefetch_cmd::train_cmd(&traces, &output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

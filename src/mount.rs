@@ -83,6 +83,20 @@ pub struct MountArgs {
     /// the next mount [default: 10m].
     #[arg(long, value_name = "DUR")]
     pub drain_timeout: Option<String>,
+    /// Prefetch policy: learned (the trace-trained model plus the sequential readahead window),
+    /// readahead (the window only), off (no prefetching at all), or a baseline: none, fixed,
+    /// linux, doubling, stride, wholefile [default: learned].
+    #[arg(long, value_name = "POLICY")]
+    pub prefetch: Option<String>,
+    /// Model file for --prefetch learned (from `cairn prefetch train`) [default: the built-in model].
+    #[arg(long, value_name = "FILE")]
+    pub prefetch_model: Option<PathBuf>,
+    /// Bound on prefetch bytes in flight [default: 256MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub prefetch_inflight: Option<String>,
+    /// Record every access of bucket files to this trace file (for `cairn prefetch train`).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Log file when running detached [default: CACHE_DIR/cairn.log or /tmp/cairn-<name>.log].
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
@@ -139,6 +153,32 @@ fn settings(args: &MountArgs) -> Result<Settings> {
         g.readahead.max = parse_size(s).context("max_readahead")?;
         g.readahead.initial = g.readahead.initial.min(g.readahead.max);
     }
+    if let Some(p) = args.prefetch.as_ref().or(file.prefetch.as_ref()) {
+        g.prefetch.policy = p.clone();
+    }
+    // Absolute: the daemon does not keep the caller's working directory.
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    g.prefetch.model = args
+        .prefetch_model
+        .clone()
+        .or(file.prefetch_model.clone())
+        .map(absolute);
+    if g.prefetch.model.is_some() && g.prefetch.policy != "learned" {
+        bail!("--prefetch-model needs --prefetch learned (got --prefetch {})", g.prefetch.policy);
+    }
+    if let Some(s) = args.prefetch_inflight.as_ref().or(file.prefetch_inflight.as_ref()) {
+        g.prefetch.scheduler.max_inflight_bytes = parse_size(s).context("--prefetch-inflight")?;
+    }
+    if let Some(s) = &file.prefetch_cache_share {
+        if !(0.0..=1.0).contains(s) {
+            bail!("prefetch_cache_share must be between 0 and 1, got {s}");
+        }
+        g.prefetch.scheduler.cache_share = *s;
+    }
+    // Fail at the command line, before detaching, on a bad policy name or model file.
+    cairn_gateway::read::prefetch::build_policy(&g.prefetch.policy, g.prefetch.model.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    g.trace = args.trace.clone().or(file.trace.clone()).map(absolute);
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let threads = args.fuse_threads.or(file.fuse_threads).unwrap_or(2);

@@ -8,12 +8,11 @@ mod common;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cairn_bin, run_with_deadline, sha256_bytes, MountSpec, S3Server, TempDir};
+use common::{sha256_bytes, MountSpec, S3Server, TempDir};
 
 const MIB: usize = 1 << 20;
 
@@ -23,27 +22,12 @@ fn drop_page_cache() {
 }
 
 fn cairn(args: &[&str], mnt: &Path) -> String {
-    let out = run_with_deadline(
-        Command::new(cairn_bin()).args(args).arg(mnt),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "cairn {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::cairn_ok(args, mnt)
 }
 
 /// One Prometheus sample, e.g. `metric(m, "cairn_cache_hits_total{tier=\"l2\"}")`.
 fn metric(mnt: &Path, series: &str) -> u64 {
-    let text = cairn(&["stats", "--prometheus"], mnt);
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}")) as u64
+    common::metric(mnt, series) as u64
 }
 
 fn gets(mnt: &Path) -> u64 {

@@ -41,17 +41,7 @@ fn flush(mnt: &Path) {
     );
 }
 
-/// One Prometheus sample of the mount.
-fn metric(mnt: &Path, series: &str) -> f64 {
-    let out = cairn(&["stats", "--prometheus"], mnt);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-}
+use common::metric;
 
 fn mount(server: &S3Server, cache: &Path, extra: &[&str]) -> Mount {
     MountSpec::s3(server)

@@ -116,7 +116,7 @@ impl Filesystem for CairnFs {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
         let truncate = write && flags.0 & libc::O_TRUNC != 0;
         if write && !self.gw.writable() {
@@ -124,8 +124,9 @@ impl Filesystem for CairnFs {
             return;
         }
         let gw = self.gw.clone();
+        let pid = req.pid();
         self.rt.spawn(async move {
-            match gw.open(ino.0, write, truncate).await {
+            match gw.open_by(ino.0, write, truncate, pid).await {
                 Ok(opened) => {
                     let f = if opened.keep_page_cache {
                         FopenFlags::FOPEN_KEEP_CACHE
@@ -141,7 +142,7 @@ impl Filesystem for CairnFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -151,8 +152,9 @@ impl Filesystem for CairnFs {
         reply: ReplyData,
     ) {
         let gw = self.gw.clone();
+        let pid = req.pid();
         self.rt.spawn(async move {
-            match gw.read(fh.0, offset, size).await {
+            match gw.read_by(fh.0, offset, size, pid).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(errno(&e)),
             }

@@ -12,7 +12,10 @@ use cairn_prefetch_model::ReadaheadConfig;
 use crate::error::{FsError, FsResult};
 use crate::metrics::Metrics;
 use crate::namespace::{DirListing, Ino, Namespace, NamespaceConfig, NodeAttr};
+use crate::read::prefetch::{build_policy, FileIdentity, PrefetchConfig, PrefetchScheduler};
 use crate::read::{BlockFetcher, FetchConfig, FileReader, ObjectVersion};
+use crate::trace_recorder::{ProgramNames, TraceRecorder};
+use cairn_prefetch_model::trace::{Op, TraceRecord};
 use crate::store::{BlobStore, StoreError};
 use crate::write::flusher::Flusher;
 use crate::write::{WriteBack, WriteConfig};
@@ -32,6 +35,33 @@ pub struct GatewayConfig {
     pub l2: Option<L2Config>,
     /// Journaled write-back; `None` makes the mount read-only.
     pub write: Option<WriteConfig>,
+    /// Prefetch policy and scheduler limits.
+    pub prefetch: PrefetchSettings,
+    /// Record every access to this trace file.
+    pub trace: Option<std::path::PathBuf>,
+}
+
+/// Which prefetcher runs and within which limits.
+#[derive(Clone, Debug)]
+pub struct PrefetchSettings {
+    /// Policy name: `off` (no prefetching at all, not even readahead), `readahead` (the
+    /// per-handle sequential window only), `learned` (the window plus the learned model) or
+    /// a baseline name (the window plus that baseline).
+    pub policy: String,
+    /// Model file for `learned` (`None`: the built-in default model).
+    pub model: Option<std::path::PathBuf>,
+    /// Scheduler limits.
+    pub scheduler: PrefetchConfig,
+}
+
+impl Default for PrefetchSettings {
+    fn default() -> Self {
+        Self {
+            policy: "learned".into(),
+            model: None,
+            scheduler: PrefetchConfig::default(),
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -46,6 +76,8 @@ impl Default for GatewayConfig {
             l1_bytes: 1 << 30,
             l2: None,
             write: None,
+            prefetch: PrefetchSettings::default(),
+            trace: None,
         }
     }
 }
@@ -89,6 +121,10 @@ pub struct Gateway {
     dirs: Mutex<HashMap<HandleId, Arc<DirListing>>>,
     pub(crate) next_handle: AtomicU64,
     pub(crate) metrics: Arc<Metrics>,
+    prefetch: Option<Arc<PrefetchScheduler>>,
+    trace: Option<TraceRecorder>,
+    programs: ProgramNames,
+    started: std::time::Instant,
 }
 
 impl Gateway {
@@ -116,6 +152,20 @@ impl Gateway {
             Arc::from(store_id),
             metrics.clone(),
         );
+        let policy = build_policy(&cfg.prefetch.policy, cfg.prefetch.model.as_deref())?;
+        let prefetch = policy.map(|p| {
+            PrefetchScheduler::start(
+                p,
+                fetcher.clone(),
+                metrics.clone(),
+                cfg.prefetch.scheduler,
+            )
+        });
+        metrics.prefetch_policy_info(&cfg.prefetch.policy);
+        let trace = match &cfg.trace {
+            Some(path) => Some(TraceRecorder::create(path)?),
+            None => None,
+        };
         let wb = match &cfg.write {
             Some(w) => Some(WriteBack::open(w.clone())?),
             None => None,
@@ -159,6 +209,10 @@ impl Gateway {
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             metrics,
+            prefetch,
+            trace,
+            programs: ProgramNames::default(),
+            started: std::time::Instant::now(),
         }))
     }
 
@@ -213,16 +267,88 @@ impl Gateway {
     /// Opens a file. A read-only open of a bucket object pins the version seen now for every
     /// read of the handle; a file written here (or opened for writing) gets a local handle.
     pub async fn open(&self, ino: Ino, write: bool, truncate: bool) -> FsResult<Opened> {
+        self.open_by(ino, write, truncate, 0).await
+    }
+
+    /// [`Self::open`] on behalf of process `pid` (0: unknown), which the prefetcher and the
+    /// trace see as the access stream.
+    pub async fn open_by(&self, ino: Ino, write: bool, truncate: bool, pid: u32) -> FsResult<Opened> {
         if let Some(opened) = self.open_local(ino, write, truncate).await? {
             return Ok(opened);
         }
-        let reader = self.bucket_reader(ino).await?;
-        let keep_page_cache = reader.1;
-        let fh = self.new_handle(Handle::Bucket(reader.0));
+        let (reader, keep_page_cache) = self.bucket_reader(ino).await?;
+        if self.observing() {
+            reader.set_stream(pid, self.programs.hash_of(pid));
+        }
+        let fh = self.new_handle(Handle::Bucket(reader.clone()));
+        if self.observing() {
+            self.note_dir_of(ino, &reader);
+            self.observe(Op::Open, fh, &reader, 0, 0, pid);
+        }
         Ok(Opened {
             fh,
             keep_page_cache,
         })
+    }
+
+    /// Whether accesses go to a prefetch policy or a trace.
+    fn observing(&self) -> bool {
+        self.prefetch.is_some() || self.trace.is_some()
+    }
+
+    /// Hands one access of a bucket file to the trace and the prefetch scheduler.
+    fn observe(&self, op: Op, fh: HandleId, reader: &FileReader, offset: u64, len: u32, pid: u32) {
+        let (stream, program_hash) = reader.stream();
+        let id = reader.identity();
+        let rec = TraceRecord {
+            time_ns: match &self.trace {
+                Some(t) => t.now_ns(),
+                None => self.started.elapsed().as_nanos() as u64,
+            },
+            stream: if pid != 0 { pid } else { stream },
+            program_hash,
+            handle: fh,
+            inode: reader.ino(),
+            path_hash: id.path_hash,
+            dir_hash: id.dir_hash,
+            offset,
+            len,
+            format: id.format,
+            op,
+            file_size: reader.object().size,
+        };
+        if let Some(t) = &self.trace {
+            t.record(rec);
+        }
+        if let Some(p) = &self.prefetch {
+            p.on_access(&rec, id, reader.object());
+        }
+    }
+
+    /// Tells the prefetcher the members of the directory of `ino`, from the namespace's last
+    /// listing (no request to the store), once per directory.
+    fn note_dir_of(&self, ino: Ino, reader: &FileReader) {
+        let Some(p) = &self.prefetch else {
+            return;
+        };
+        let dir_hash = reader.identity().dir_hash;
+        if p.catalog().knows_dir(dir_hash) {
+            return;
+        }
+        let members = self
+            .ns
+            .cached_siblings(ino)
+            .into_iter()
+            .map(|(path, a)| {
+                let obj = ObjectVersion {
+                    key: Arc::from(self.ns.file_key(&path).as_str()),
+                    etag: a.etag.clone(),
+                    size: a.size,
+                };
+                (a.ino, FileIdentity::of_path(&path), obj)
+            })
+            .collect();
+        p.catalog().note_dir(dir_hash, members);
     }
 
     pub(crate) fn new_handle(&self, h: Handle) -> HandleId {
@@ -268,18 +394,39 @@ impl Gateway {
             etag: attr.etag,
             size: attr.size,
         };
-        let reader = Arc::new(FileReader::new(
-            self.fetcher.clone(),
-            obj,
-            self.cfg.readahead,
-        ));
+        let path = self.ns.path_of(ino)?;
+        let readahead = if self.cfg.prefetch.policy == "off" {
+            ReadaheadConfig {
+                initial: 0,
+                max: 0,
+                ..self.cfg.readahead
+            }
+        } else {
+            self.cfg.readahead
+        };
+        let reader = Arc::new(
+            FileReader::new(self.fetcher.clone(), obj, readahead)
+                .with_identity(ino, FileIdentity::of_path(&path))
+                .with_prefetch(self.prefetch.clone()),
+        );
         Ok((reader, keep_page_cache))
     }
 
     /// Reads from an open handle.
     pub async fn read(&self, fh: HandleId, offset: u64, len: u32) -> FsResult<Bytes> {
+        self.read_by(fh, offset, len, 0).await
+    }
+
+    /// [`Self::read`] on behalf of process `pid` (0: unknown).
+    pub async fn read_by(&self, fh: HandleId, offset: u64, len: u32, pid: u32) -> FsResult<Bytes> {
         match self.handle(fh)? {
-            Handle::Bucket(reader) => reader.read(offset, len as u64).await,
+            Handle::Bucket(reader) => {
+                if self.observing() && offset < reader.object().size {
+                    let len = len.min((reader.object().size - offset).min(u32::MAX as u64) as u32);
+                    self.observe(Op::Read, fh, &reader, offset, len, pid);
+                }
+                reader.read(offset, len as u64).await
+            }
             Handle::Local(h) => self.read_local(&h, offset, len as u64).await,
         }
     }
@@ -289,8 +436,13 @@ impl Gateway {
         let h = self.files.lock().unwrap().remove(&fh);
         if let Some(h) = h {
             self.metrics.open_files.dec();
-            if let Handle::Local(h) = h {
-                self.release_local(&h);
+            match h {
+                Handle::Local(h) => self.release_local(&h),
+                Handle::Bucket(reader) => {
+                    if self.observing() {
+                        self.observe(Op::Close, fh, &reader, 0, 0, 0);
+                    }
+                }
             }
         }
     }
@@ -348,6 +500,15 @@ impl Gateway {
     /// Uploads everything pending and stops the flusher; gives up after `timeout` (the data
     /// stays in the journal and is uploaded at the next start).
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), String> {
+        if let Some(p) = &self.prefetch {
+            p.stop();
+        }
+        if let Some(t) = &self.trace {
+            match t.finish() {
+                Ok(n) => tracing::info!(records = n, dropped = t.dropped(), "trace written"),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
         let result = match &self.wb {
             Some(wb) => wb.flush_all(timeout, |_, _| {}).await,
             None => Ok(()),

@@ -8,5 +8,6 @@ pub mod namespace;
 pub mod read;
 pub mod stats;
 pub mod store;
+pub mod trace_recorder;
 pub mod write;
 pub mod write_ops;

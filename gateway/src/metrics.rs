@@ -1,6 +1,6 @@
 //! Prometheus metrics of the gateway, registered once per mount.
 
-use prometheus::{IntCounter, IntGauge, Registry};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Counters and gauges the gateway updates on its paths.
 pub struct Metrics {
@@ -30,6 +30,36 @@ pub struct Metrics {
     pub inflight_bytes: IntGauge,
     /// Open file handles.
     pub open_files: IntGauge,
+    /// Bytes the prefetch scheduler asked the store (or the disk tier) for.
+    pub prefetch_issued_bytes: IntCounter,
+    /// Blocks the prefetch scheduler fetched.
+    pub prefetch_issued_blocks: IntCounter,
+    /// Prefetched bytes a demand read then used.
+    pub prefetch_used_bytes: IntCounter,
+    /// Prefetched blocks a demand read then used.
+    pub prefetch_used_blocks: IntCounter,
+    /// Blocks fetched by the per-handle sequential readahead window (part of the issued ones).
+    pub prefetch_readahead_blocks: IntCounter,
+    /// Used prefetched blocks that were still in flight when demanded.
+    pub prefetch_late_blocks: IntCounter,
+    /// Prefetched bytes that left the cache (or aged out) unused.
+    pub prefetch_wasted_bytes: IntCounter,
+    /// Prefetched blocks that left the cache (or aged out) unused.
+    pub prefetch_wasted_blocks: IntCounter,
+    /// Prefetch requests dropped (queue full, cache share reached, file unknown).
+    pub prefetch_dropped: IntCounter,
+    /// File layouts (Parquet footers, safetensors headers) parsed for the policy.
+    pub prefetch_layouts: IntCounter,
+    /// Prefetched bytes waiting to be used.
+    pub prefetch_unused_bytes: IntGauge,
+    /// Used / (used + wasted) prefetched blocks so far.
+    pub prefetch_precision: Gauge,
+    /// Demand block reads served by a prefetch / (those + demand misses) so far.
+    pub prefetch_coverage: Gauge,
+    /// Time the policy takes per access.
+    pub prefetch_decision_seconds: Histogram,
+    /// The active prefetch policy (label `policy`, value 1).
+    pub prefetch_policy: IntGaugeVec,
 }
 
 impl Metrics {
@@ -76,6 +106,76 @@ impl Metrics {
         };
         let inflight_bytes = g("read_inflight_bytes", "Bytes of GETs in flight");
         let open_files = g("open_files", "Open file handles");
+        let prefetch_issued_bytes = c("prefetch_issued_bytes_total", "Bytes prefetched");
+        let prefetch_issued_blocks = c("prefetch_issued_blocks_total", "Blocks prefetched");
+        let prefetch_used_bytes = c(
+            "prefetch_used_bytes_total",
+            "Prefetched bytes a demand read used",
+        );
+        let prefetch_used_blocks = c(
+            "prefetch_used_blocks_total",
+            "Prefetched blocks a demand read used",
+        );
+        let prefetch_readahead_blocks = c(
+            "prefetch_readahead_blocks_total",
+            "Blocks fetched by the sequential readahead window",
+        );
+        let prefetch_late_blocks = c(
+            "prefetch_late_blocks_total",
+            "Used prefetched blocks still in flight when demanded",
+        );
+        let prefetch_wasted_bytes = c(
+            "prefetch_wasted_bytes_total",
+            "Prefetched bytes evicted or aged out unused",
+        );
+        let prefetch_wasted_blocks = c(
+            "prefetch_wasted_blocks_total",
+            "Prefetched blocks evicted or aged out unused",
+        );
+        let prefetch_dropped = c(
+            "prefetch_dropped_total",
+            "Prefetch requests dropped (queue full, cache share reached, file unknown)",
+        );
+        let prefetch_layouts = c(
+            "prefetch_layouts_total",
+            "Footers and headers parsed into layouts",
+        );
+        let prefetch_unused_bytes = g(
+            "prefetch_unused_bytes",
+            "Prefetched bytes waiting to be used",
+        );
+        let fg = |name: &str, help: &str| {
+            let m = Gauge::new(name, help).expect("metric");
+            registry.register(Box::new(m.clone())).expect("register");
+            m
+        };
+        let prefetch_precision = fg(
+            "prefetch_precision",
+            "Used / (used + wasted) prefetched blocks",
+        );
+        let prefetch_coverage = fg(
+            "prefetch_coverage",
+            "Demand block reads served by a prefetch / (those + demand misses)",
+        );
+        let prefetch_decision_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "prefetch_decision_seconds",
+                "Time the prefetch policy takes per access",
+            )
+            .buckets(vec![1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 1e-4, 1e-3]),
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(prefetch_decision_seconds.clone()))
+            .expect("register");
+        let prefetch_policy = IntGaugeVec::new(
+            Opts::new("prefetch_policy", "The active prefetch policy"),
+            &["policy"],
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(prefetch_policy.clone()))
+            .expect("register");
         Self {
             registry,
             invalid_keys,
@@ -90,6 +190,39 @@ impl Metrics {
             stale_reads,
             inflight_bytes,
             open_files,
+            prefetch_issued_bytes,
+            prefetch_issued_blocks,
+            prefetch_used_bytes,
+            prefetch_used_blocks,
+            prefetch_readahead_blocks,
+            prefetch_late_blocks,
+            prefetch_wasted_bytes,
+            prefetch_wasted_blocks,
+            prefetch_dropped,
+            prefetch_layouts,
+            prefetch_unused_bytes,
+            prefetch_precision,
+            prefetch_coverage,
+            prefetch_decision_seconds,
+            prefetch_policy,
+        }
+    }
+
+    /// Marks `name` as the active prefetch policy.
+    pub fn prefetch_policy_info(&self, name: &str) {
+        self.prefetch_policy.with_label_values(&[name]).set(1);
+    }
+
+    /// Recomputes the prefetch precision and coverage gauges from the counters.
+    pub fn update_prefetch_ratios(&self) {
+        let used = self.prefetch_used_blocks.get() as f64;
+        let wasted = self.prefetch_wasted_blocks.get() as f64;
+        if used + wasted > 0.0 {
+            self.prefetch_precision.set(used / (used + wasted));
+        }
+        let misses = self.block_misses.get() as f64;
+        if used + misses > 0.0 {
+            self.prefetch_coverage.set(used / (used + misses));
         }
     }
 

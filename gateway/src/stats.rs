@@ -48,6 +48,29 @@ pub struct StatsSnapshot {
     pub invalid_keys: u64,
     /// Write-back state, when the mount takes writes.
     pub write: Option<WriteStatsSnapshot>,
+    /// Prefetching.
+    pub prefetch: PrefetchStatsSnapshot,
+}
+
+/// What the prefetcher fetched ahead and how much of it was used.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PrefetchStatsSnapshot {
+    /// The configured policy.
+    pub policy: String,
+    /// Bytes fetched ahead of demand (scheduler and readahead window).
+    pub issued_bytes: u64,
+    /// Of those, bytes a demand read used.
+    pub used_bytes: u64,
+    /// Of those, bytes that left the cache or aged out unused.
+    pub wasted_bytes: u64,
+    /// Used blocks that were still in flight when demanded.
+    pub late_blocks: u64,
+    /// Used / (used + wasted) blocks.
+    pub precision: f64,
+    /// Demand block reads served by a prefetch / (those + demand misses).
+    pub coverage: f64,
+    /// Requests dropped (queue full, cache share reached).
+    pub dropped: u64,
 }
 
 /// What the write-back path holds and has done.
@@ -117,6 +140,19 @@ impl Gateway {
             open_files: m.open_files.get(),
             inodes: self.namespace().inode_count() as u64,
             invalid_keys: m.invalid_keys.get(),
+            prefetch: {
+                m.update_prefetch_ratios();
+                PrefetchStatsSnapshot {
+                    policy: self.config().prefetch.policy.clone(),
+                    issued_bytes: m.prefetch_issued_bytes.get(),
+                    used_bytes: m.prefetch_used_bytes.get(),
+                    wasted_bytes: m.prefetch_wasted_bytes.get(),
+                    late_blocks: m.prefetch_late_blocks.get(),
+                    precision: m.prefetch_precision.get(),
+                    coverage: m.prefetch_coverage.get(),
+                    dropped: m.prefetch_dropped.get(),
+                }
+            },
             write: self.write_back().map(|wb| {
                 let st = wb.stats();
                 let (pending, dirty_bytes) = wb.pending();
@@ -368,6 +404,18 @@ impl StatsSnapshot {
             self.open_files,
             self.inodes,
             self.invalid_keys
+        ));
+        let p = &self.prefetch;
+        out.push_str(&format!(
+            "prefetch ({}): {} fetched ahead, {} used, {} wasted, precision {:.1}%, coverage {:.1}%, {} late blocks, {} dropped requests\n",
+            p.policy,
+            human(p.issued_bytes),
+            human(p.used_bytes),
+            human(p.wasted_bytes),
+            100.0 * p.precision,
+            100.0 * p.coverage,
+            p.late_blocks,
+            p.dropped
         ));
         match &self.write {
             Some(w) => out.push_str(&format!(

@@ -1259,6 +1259,32 @@ impl Drop for Mount {
     }
 }
 
+/// Runs `cairn ARGS MOUNTPOINT` (60 s deadline) and returns its stdout; panics on failure.
+pub fn cairn_ok(args: &[&str], mnt: &Path) -> String {
+    let out = run_with_deadline(
+        Command::new(cairn_bin()).args(args).arg(mnt),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "cairn {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One Prometheus sample of a mount, e.g. `metric(m, "cairn_cache_hits_total{tier=\"l2\"}")`
+/// (a series without labels needs its trailing space: `"cairn_store_get_requests_total "`).
+pub fn metric(mnt: &Path, series: &str) -> f64 {
+    let text = cairn_ok(&["stats", "--prometheus"], mnt);
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Filesystem helpers for assertions
 // ---------------------------------------------------------------------------------------------

@@ -241,6 +241,34 @@ impl Namespace {
         }
     }
 
+    /// Files in the directory holding `ino`, from its last listing (never a store request):
+    /// relative path and attributes, in name order. Empty when that directory was not listed.
+    pub fn cached_siblings(&self, ino: Ino) -> Vec<(String, NodeAttr)> {
+        let Ok(node) = self.inode(ino) else {
+            return Vec::new();
+        };
+        let path = node.path();
+        let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let Some(dir_ino) = self
+            .by_path
+            .lock()
+            .unwrap()
+            .get(&(Arc::from(dir), NodeKind::Dir))
+            .copied()
+        else {
+            return Vec::new();
+        };
+        let Some(listing) = self.last_listing(dir_ino) else {
+            return Vec::new();
+        };
+        listing
+            .entries
+            .iter()
+            .filter(|e| e.attr.kind == NodeKind::File)
+            .map(|e| (names::join(dir, &e.name), e.attr.clone()))
+            .collect()
+    }
+
     /// Relative path of an inode (for logs and keys).
     pub fn path_of(&self, ino: Ino) -> FsResult<Arc<str>> {
         Ok(self.inode(ino)?.path())

@@ -134,6 +134,11 @@ impl BlockFetcher {
         format!("{}/{}", self.namespace_id, key)
     }
 
+    /// The cache key of block `index` of `obj`.
+    pub fn block_key(&self, obj: &ObjectVersion, index: u64) -> BlockKey {
+        self.key(obj, index)
+    }
+
     fn key(&self, obj: &ObjectVersion, index: u64) -> BlockKey {
         let version = obj.etag.clone().unwrap_or_else(|| Arc::from(""));
         BlockKey::new(
@@ -143,6 +148,56 @@ impl BlockFetcher {
         )
     }
 
+    /// Largest single GET in bytes.
+    pub fn max_request(&self) -> u64 {
+        self.cfg.max_request
+    }
+
+    /// Bound on bytes of GETs in flight.
+    pub fn max_inflight_bytes(&self) -> u64 {
+        self.cfg.max_inflight_bytes
+    }
+
+    /// Whether block `index` of `obj` is in a cache tier (no promotion, no counting).
+    pub fn is_cached(&self, obj: &ObjectVersion, index: u64) -> bool {
+        let key = self.key(obj, index);
+        self.cache.contains(&key) || self.l2.as_ref().is_some_and(|l2| l2.contains(&key))
+    }
+
+    /// Whether block `index` of `obj` is cached or on its way.
+    pub fn is_present(&self, obj: &ObjectVersion, index: u64) -> bool {
+        let key = self.key(obj, index);
+        self.cache.contains(&key)
+            || self.inflight.lock().unwrap().contains_key(&key)
+            || self.l2.as_ref().is_some_and(|l2| l2.contains(&key))
+    }
+
+    /// Bytes `start..end` of `obj` (through the caches).
+    pub async fn read_range(
+        self: &Arc<Self>,
+        obj: &ObjectVersion,
+        start: u64,
+        end: u64,
+    ) -> FsResult<Bytes> {
+        let end = end.min(obj.size);
+        if start >= end {
+            return Ok(Bytes::new());
+        }
+        let bs = self.cfg.block_size;
+        let (first, last) = (start / bs, (end - 1) / bs);
+        let blocks = futures::future::try_join_all(self.blocks(obj, first, last)).await?;
+        let mut out = BytesMut::with_capacity((end - start) as usize);
+        for (n, b) in blocks.iter().enumerate() {
+            let block_start = (first + n as u64) * bs;
+            let from = start.saturating_sub(block_start) as usize;
+            let to = ((end - block_start) as usize).min(b.len());
+            if from < to {
+                out.extend_from_slice(&b[from..to]);
+            }
+        }
+        Ok(out.freeze())
+    }
+
     /// Futures for blocks `first..=last` of `obj`, starting fetches for the missing ones:
     /// consecutive missing blocks are fetched together, up to `max_request` bytes per GET.
     pub fn blocks(
@@ -150,6 +205,53 @@ impl BlockFetcher {
         obj: &ObjectVersion,
         first: u64,
         last: u64,
+    ) -> Vec<BlockFuture> {
+        self.blocks_for(obj, first, last, true)
+    }
+
+    /// Like [`Self::blocks`] for a prefetch: the same fetches, but not counted as demand hits
+    /// or misses.
+    pub fn prefetch_blocks(
+        self: &Arc<Self>,
+        obj: &ObjectVersion,
+        first: u64,
+        last: u64,
+    ) -> Vec<BlockFuture> {
+        self.blocks_for(obj, first, last, false)
+    }
+
+    /// Like [`Self::blocks`] for a demand read of `first..=demand_last` extended by readahead
+    /// up to `last`: blocks past `demand_last` are not counted as demand hits or misses, and
+    /// those whose fetch this call started (from the store or the disk tier) are appended to
+    /// `started` (the prefetch bookkeeping labels them later).
+    pub fn blocks_with_readahead(
+        self: &Arc<Self>,
+        obj: &ObjectVersion,
+        first: u64,
+        last: u64,
+        demand_last: u64,
+        started: &mut Vec<u64>,
+    ) -> Vec<BlockFuture> {
+        self.blocks_inner(obj, first, last, Some(demand_last), Some(started))
+    }
+
+    fn blocks_for(
+        self: &Arc<Self>,
+        obj: &ObjectVersion,
+        first: u64,
+        last: u64,
+        demand: bool,
+    ) -> Vec<BlockFuture> {
+        self.blocks_inner(obj, first, last, demand.then_some(last), None)
+    }
+
+    fn blocks_inner(
+        self: &Arc<Self>,
+        obj: &ObjectVersion,
+        first: u64,
+        last: u64,
+        demand_last: Option<u64>,
+        mut started: Option<&mut Vec<u64>>,
     ) -> Vec<BlockFuture> {
         let per_request = (self.cfg.max_request / self.cfg.block_size).max(1) as usize;
         let mut out = Vec::with_capacity((last + 1 - first) as usize);
@@ -163,10 +265,16 @@ impl BlockFetcher {
                 if let Some(f) = inflight.get(&key) {
                     out.push(f.clone());
                 } else if let Some(b) = self.cache.get(&key) {
-                    self.metrics.block_hits.inc();
+                    if demand_last.is_some_and(|d| index <= d) {
+                        self.metrics.block_hits.inc();
+                    }
                     out.push(futures::future::ready(Ok(b)).boxed().shared());
                 } else {
-                    self.metrics.block_misses.inc();
+                    if demand_last.is_some_and(|d| index <= d) {
+                        self.metrics.block_misses.inc();
+                    } else if let Some(s) = started.as_deref_mut() {
+                        s.push(index);
+                    }
                     let (tx, rx) = oneshot::channel();
                     let fut = rx
                         .map(|r| {

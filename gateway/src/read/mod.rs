@@ -7,6 +7,7 @@
 //! the fetcher (where blocks come from) and at the window (how far ahead to ask).
 
 mod fetcher;
+pub mod prefetch;
 mod reader;
 
 pub use fetcher::{BlockFetcher, FetchConfig, ObjectVersion};

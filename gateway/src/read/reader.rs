@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use cairn_prefetch_model::{ReadaheadConfig, ReadaheadWindow, StreamObservation};
 
 use super::fetcher::{BlockFetcher, BlockFuture, ObjectVersion};
+use super::prefetch::{FileIdentity, PrefetchScheduler};
 use crate::error::FsResult;
 
 /// The reader behind one open file handle: pins the object version seen at open and keeps the
@@ -13,6 +14,12 @@ pub struct FileReader {
     fetcher: Arc<BlockFetcher>,
     obj: ObjectVersion,
     state: Mutex<ReaderState>,
+    ino: u64,
+    identity: FileIdentity,
+    /// Where readahead blocks are reported for used/wasted labelling.
+    prefetch: Option<Arc<PrefetchScheduler>>,
+    /// Pid and program-name hash of the opener (the prefetcher's access stream).
+    stream: Mutex<(u32, u32)>,
 }
 
 struct ReaderState {
@@ -24,6 +31,7 @@ struct ReaderState {
 impl FileReader {
     /// A reader of `obj` through `fetcher`.
     pub fn new(fetcher: Arc<BlockFetcher>, obj: ObjectVersion, readahead: ReadaheadConfig) -> Self {
+        let obj_key_path = obj.key.to_string();
         Self {
             fetcher,
             obj,
@@ -31,7 +39,44 @@ impl FileReader {
                 window: ReadaheadWindow::new(readahead),
                 pending: BTreeMap::new(),
             }),
+            ino: 0,
+            identity: FileIdentity::of_path(&obj_key_path),
+            prefetch: None,
+            stream: Mutex::new((0, 0)),
         }
+    }
+
+    /// Sets the inode and path identity the prefetcher and the trace know the file by.
+    pub fn with_identity(mut self, ino: u64, identity: FileIdentity) -> Self {
+        self.ino = ino;
+        self.identity = identity;
+        self
+    }
+
+    /// Reports this handle's readahead blocks to `scheduler` (which labels them used or wasted).
+    pub fn with_prefetch(mut self, scheduler: Option<Arc<PrefetchScheduler>>) -> Self {
+        self.prefetch = scheduler;
+        self
+    }
+
+    /// The inode this reader reads.
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    /// The path identity of the file.
+    pub fn identity(&self) -> FileIdentity {
+        self.identity
+    }
+
+    /// Records the opener's pid and program hash.
+    pub fn set_stream(&self, pid: u32, program_hash: u32) {
+        *self.stream.lock().unwrap() = (pid, program_hash);
+    }
+
+    /// The opener's pid and program hash.
+    pub fn stream(&self) -> (u32, u32) {
+        *self.stream.lock().unwrap()
     }
 
     /// The object version this handle reads.
@@ -50,11 +95,20 @@ impl FileReader {
         let first = offset / bs;
         let last = (end - 1) / bs;
         let last_block = (size - 1) / bs;
+        let mut readahead_started = Vec::new();
         let needed: Vec<BlockFuture> = {
             let mut st = self.state.lock().unwrap();
             let upto = match st.window.observe(offset, end - offset) {
                 StreamObservation::Sequential { window } => {
-                    ((end + window).saturating_sub(1) / bs).min(last_block)
+                    // Inside a unit of a known layout (a Parquet column chunk, a tensor),
+                    // readahead stops at the unit's end: what follows belongs to another
+                    // column, which the policy predicts (or not) on its own.
+                    let stop = self
+                        .prefetch
+                        .as_ref()
+                        .and_then(|p| p.extent_end(self.ino, offset))
+                        .map_or(u64::MAX, |e| e.max(end));
+                    ((end + window).min(stop).saturating_sub(1) / bs).min(last_block)
                 }
                 StreamObservation::Random => {
                     st.pending.clear();
@@ -87,13 +141,21 @@ impl FileReader {
                 } else {
                     j.min(i + per_request - 1)
                 };
-                for (k, f) in (i..=j).zip(self.fetcher.blocks(&self.obj, i, j)) {
+                let futures =
+                    self.fetcher
+                        .blocks_with_readahead(&self.obj, i, j, last, &mut readahead_started);
+                for (k, f) in (i..=j).zip(futures) {
                     st.pending.insert(k, f);
                 }
                 i = j + 1;
             }
             (first..=last).map(|i| st.pending[&i].clone()).collect()
         };
+        if let Some(p) = &self.prefetch {
+            if !readahead_started.is_empty() {
+                p.note_readahead(self.ino, &self.obj, &readahead_started);
+            }
+        }
         let blocks = match futures::future::try_join_all(needed).await {
             Ok(b) => b,
             Err(e) => {

@@ -1,6 +1,8 @@
 //! The real block trace `cloudPhysicsIO.csv` (columns `version,time,op,size,lbn`; op is the SCSI
-//! opcode, `28` read and `2a` write; `lbn` in 512-byte sectors; time in microseconds) as trace
-//! records of one stream over one file (the volume).
+//! opcode, `28` read and `2a` write; `lbn` in 512-byte sectors) as trace records of one stream
+//! over one file (the volume). The time column counts coarse ticks (it spans ~7,200 values with
+//! up to ~1,500 requests per value, so one tick is about a second, not a microsecond); records
+//! carry `tick * 1000` ns here, and `workloads::cloudphysics` rescales and spreads them.
 
 use std::io::{self, BufRead};
 use std::path::Path;
