@@ -71,15 +71,19 @@ impl BlockCache {
         self.policy.on_miss(id);
     }
 
-    /// Admits a block (no-op if already cached), evicting first; the victims are appended to
-    /// `evicted`. A block larger than the whole budget is not admitted.
-    pub fn insert(&mut self, id: BlockId, meta: BlockMeta, evicted: &mut Vec<Evicted>) {
-        if self.resident.contains_key(&id) || meta.size > self.budget {
-            return;
+    /// Admits a block, evicting first; the victims are appended to `evicted`. Returns whether
+    /// the block is cached afterwards: true if it already was; false if it is larger than the
+    /// whole budget (or the policy ran out of victims).
+    pub fn insert(&mut self, id: BlockId, meta: BlockMeta, evicted: &mut Vec<Evicted>) -> bool {
+        if self.resident.contains_key(&id) {
+            return true;
+        }
+        if meta.size > self.budget {
+            return false;
         }
         while self.used + meta.size > self.budget {
             let Some(victim) = self.policy.evict() else {
-                return;
+                return false;
             };
             if let Some(vm) = self.resident.remove(&victim) {
                 self.used -= vm.size;
@@ -95,6 +99,7 @@ impl BlockCache {
             self.unused_prefetch += meta.size;
         }
         self.resident.insert(id, meta);
+        true
     }
 
     /// Bytes cached.
@@ -148,5 +153,8 @@ mod tests {
         assert!(ev[0].meta.unused);
         assert_eq!((c.used(), c.unused_prefetch()), (30, 0));
         assert!(c.hit(&(1, 0)).is_none());
+        let big = BlockMeta { size: 31, ..meta(true) };
+        assert!(!c.insert((2, 0), big, &mut ev), "larger than the budget");
+        assert!(c.insert((1, 3), meta(false), &mut ev), "already cached");
     }
 }

@@ -355,7 +355,8 @@ impl<'a> Sim<'a> {
                 from_prefetch: false,
                 unused: false,
             };
-            self.cache.insert(id, meta, &mut self.evicted);
+            // A write larger than the cache simply does not stay cached.
+            let _ = self.cache.insert(id, meta, &mut self.evicted);
             self.handle_evictions();
         }
     }
@@ -639,8 +640,11 @@ impl<'a> Sim<'a> {
                     from_prefetch: g.prefetch,
                     unused,
                 };
-                self.cache.insert(bid, meta, &mut self.evicted);
+                let admitted = self.cache.insert(bid, meta, &mut self.evicted);
                 self.handle_evictions();
+                if unused && !admitted {
+                    self.feedback(bid, len, false);
+                }
             }
             for r in f.waiters {
                 if let Some(w) = self.reads.get_mut(&r) {
