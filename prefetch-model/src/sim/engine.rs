@@ -179,7 +179,7 @@ impl<'a> Sim<'a> {
             heap: BinaryHeap::new(),
             transfers: Transfers::new(&cfg.store),
             rng_demand: Rng::new(cfg.seed),
-            rng_prefetch: Rng::new(cfg.seed ^ 0x5eed_0f_9e7c),
+            rng_prefetch: Rng::new(cfg.seed ^ 0x5eed_0f9e_7c00),
             cache: BlockCache::new(cfg.policy, cfg.cache_bytes),
             inflight: HashMap::new(),
             gets: HashMap::new(),

@@ -9,6 +9,25 @@
 //! connections left to demand first, and a cap on the cache share of unused prefetched data.
 //! Every prefetched block is labelled used or wasted once and the label is fed back to the
 //! prefetcher as it happens. See [`Report`] for the definitions of what is measured.
+//!
+//! Model details that decide the numbers:
+//! - Think time between two records of a stream is the gap between their `time_ns` in the
+//!   trace (it includes the recorded service time), capped at `SimConfig::max_think`; a stream
+//!   starts at its first record's time.
+//! - A demand read completes when its last block is present; open and close complete at once;
+//!   a write completes after `len / local_write_bw` and leaves its blocks cached.
+//! - A demand read finding a block in flight from a prefetch waits for that GET (a late
+//!   prefetch); one finding it in flight for another demand read waits too (a miss, not
+//!   fetched twice).
+//! - First-byte latencies of demand and prefetch GETs come from two separate seeded streams,
+//!   so prefetch traffic does not change the latencies demand GETs draw.
+//! - Prefetch GETs use at most `max_conns - demand_reserved_conns` connections and start only
+//!   when no demand GET is waiting for one; bandwidth is shared by all transfers alike.
+//! - A file's layout becomes visible in the catalog when a demand read covering the last
+//!   missing part of its `source` range *completes* (the bytes had to arrive to be parsed),
+//!   so the prefetcher sees it from its next call on.
+//! - Prefetch requests are clipped to the file's size and to `cache_bytes`, then rounded out
+//!   to whole blocks.
 
 mod cache;
 mod catalog;

@@ -360,7 +360,7 @@ fn layout_visible_only_after_its_source_was_read() {
         1,
         Layout {
             source: size - 1000..size,
-            extents: vec![0..size - 1000],
+            extents: vec![0..M, M..size - 1000],
         },
     );
     let seen = Arc::new(Mutex::new(None));
