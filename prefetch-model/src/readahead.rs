@@ -62,10 +62,11 @@ impl ReadaheadWindow {
         let sequential = match self.expected {
             None => offset == 0,
             Some(exp) => {
-                offset + self.cfg.backward_slack >= exp && offset <= exp + self.cfg.forward_slack
+                offset.saturating_add(self.cfg.backward_slack) >= exp
+                    && offset <= exp.saturating_add(self.cfg.forward_slack)
             }
         };
-        let end = offset + len;
+        let end = offset.saturating_add(len);
         // Out-of-order reads behind the frontier must not pull the frontier back.
         self.expected = Some(match self.expected {
             Some(exp) if sequential => exp.max(end),
@@ -129,6 +130,16 @@ mod tests {
             w.observe(10_010, 10),
             StreamObservation::Sequential { window: 100 }
         );
+    }
+
+    #[test]
+    fn offsets_near_the_top_do_not_overflow() {
+        let mut w = ReadaheadWindow::new(cfg());
+        w.observe(u64::MAX - 5, 100);
+        assert!(matches!(
+            w.observe(u64::MAX - 1, 10),
+            StreamObservation::Sequential { .. }
+        ));
     }
 
     #[test]
