@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use cairn_prefetch_model::baselines;
+use cairn_prefetch_model::learned;
 use cairn_prefetch_model::sim::{markdown, replay, Report, SimConfig};
 use cairn_prefetch_model::trace::{stable_hash, FormatClass, Op, TraceRecord};
 use cairn_prefetch_model::workloads;
@@ -40,12 +41,28 @@ struct Args {
     cfg: SimConfig,
 }
 
+/// A fresh policy by name: a baseline, or `learned` (the default model, trained on the suite
+/// at a different seed and a small scale).
+fn policy(name: &str) -> Option<Box<dyn cairn_prefetch_model::Prefetcher>> {
+    if name == "learned" {
+        return Some(Box::new(learned::LearnedPrefetcher::new(
+            learned::default_model(),
+            learned::LearnedConfig::default(),
+        )));
+    }
+    baselines::by_name(name)
+}
+
 fn parse() -> Result<Args, ArgError> {
     let mut a = Args {
         scale: 1.0,
         seed: 1,
         trace_csv: None,
-        policies: baselines::NAMES.iter().map(|s| s.to_string()).collect(),
+        policies: baselines::NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(std::iter::once("learned".to_string()))
+            .collect(),
         workloads: None,
         markdown: false,
         cfg: SimConfig::default(),
@@ -65,8 +82,8 @@ fn parse() -> Result<Args, ArgError> {
             "--policies" => {
                 a.policies = val.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
                 for p in &a.policies {
-                    if baselines::by_name(p).is_none() {
-                        return Err(ArgError::Policy(p.clone(), baselines::NAMES.join(",")));
+                    if policy(p).is_none() {
+                        return Err(ArgError::Policy(p.clone(), format!("{},learned", baselines::NAMES.join(","))));
                     }
                 }
             }
@@ -173,7 +190,7 @@ fn main() -> ExitCode {
     let mut reports = Vec::new();
     for w in &ws {
         for name in &args.policies {
-            let Some(mut p) = baselines::by_name(name) else { continue };
+            let Some(mut p) = policy(name) else { continue };
             let t = Instant::now();
             let r = replay(w, p.as_mut(), &args.cfg);
             eprintln!("{} / {}: {} records in {:.1} s", w.name, name, w.records.len(), t.elapsed().as_secs_f64());
