@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import zlib
 
 MiB = 1 << 20
 PART = 8 * MiB            # multipart part size and ceiling range size
@@ -86,7 +87,7 @@ class Config:
         self.upload_threads = env_int("BENCH_UPLOAD_THREADS", 32)
         self.seed = env_int("BENCH_SEED", 42)
         self.systems = e.get("BENCH_SYSTEMS", "cairn rclone s3fs ceiling local nullfs").split()
-        self.workloads = e.get("BENCH_WORKLOADS", "seq rand files list ckpt l2warm small_l2").split()
+        self.workloads = e.get("BENCH_WORKLOADS", "seq rand files list ckpt l2warm small_l2 prefetch").split()
         self.ckpt_files = env_int("BENCH_CKPT_FILES", 4)
         self.ckpt_bytes = env_int("BENCH_CKPT_MIB", 128 if quick else 1024) * MiB
         self.ckpt_write = env_int("BENCH_CKPT_WRITE_MIB", 64) * MiB
@@ -102,18 +103,47 @@ class Config:
         self.s3fs_args = shlex.split(e.get("BENCH_S3FS_ARGS", ""))
         self.cmdline = e.get("BENCH_CMDLINE", "bench/run.sh")
         self.results_dir = e.get("BENCH_RESULTS_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+        # prefetch: a Parquet scan and sequential shard reads, first epoch, per --prefetch mode
+        self.pf_modes = e.get("BENCH_PREFETCH_MODES", "learned readahead off").split()
+        self.pq_files = env_int("BENCH_PQ_FILES", 2 if quick else 4)
+        self.pq_bytes = env_int("BENCH_PQ_MIB", 16 if quick else 256) * MiB
+        self.pq_row_groups = env_int("BENCH_PQ_ROW_GROUPS", 8)
+        self.pq_columns = env_int("BENCH_PQ_COLUMNS", 10)
+        self.pq_project = [int(x) for x in e.get("BENCH_PQ_PROJECT", "1,4,8").replace(",", " ").split()]
+        self.pq_read = env_int("BENCH_PQ_READ_KIB", 1024) * 1024
+        self.pq_pause_ms = env_int("BENCH_PQ_PAUSE_MS", 20)
+        self.shard_n = env_int("BENCH_SHARDS", 4 if quick else 8)
+        self.shard_bytes = env_int("BENCH_SHARD_MIB", 16 if quick else 128) * MiB
+        self.shard_threads = env_int("BENCH_SHARD_THREADS", 4)
+        self.shard_read = env_int("BENCH_SHARD_READ_KIB", 256) * 1024
+        self.shard_pause_ms = env_int("BENCH_SHARD_PAUSE_MS", 2)
+        bad = [c for c in self.pq_project if not 0 <= c < self.pq_columns]
+        if bad or not self.pq_project:
+            raise SystemExit(f"BENCH_PQ_PROJECT: columns {bad or '(none)'} not in 0..{self.pq_columns - 1}")
         self.full_size = (self.big_bytes == 1024 * MiB and self.small_n == 10000 and self.small_bytes == 110 * 1024
                           and self.dir_n == 100000
                           and ("ckpt" not in self.workloads
                                or (self.ckpt_files == 4 and self.ckpt_bytes == 1024 * MiB
-                                   and self.ckpt_write == 64 * MiB)))
+                                   and self.ckpt_write == 64 * MiB))
+                          and ("prefetch" not in self.workloads
+                               or (self.pq_files == 4 and self.pq_bytes == 256 * MiB and self.shard_n == 8
+                                   and self.shard_bytes == 128 * MiB)))
+
+    def main_corpus(self):
+        """Whether a chosen workload reads the big file, the small files or the directory."""
+        return any(w in self.workloads for w in ("seq", "rand", "files", "list", "l2warm", "small_l2"))
 
     def corpus_text(self):
-        t = (f"{human(self.big_bytes)} file; {self.small_n:,} × {human(self.small_bytes)} files; "
-             f"{self.dir_n:,} × {human(self.dir_bytes)} entries in one directory")
+        t = ""
+        if self.main_corpus():
+            t = (f"{human(self.big_bytes)} file; {self.small_n:,} × {human(self.small_bytes)} files; "
+                 f"{self.dir_n:,} × {human(self.dir_bytes)} entries in one directory")
         if "ckpt" in self.workloads:
             t += f"; checkpoints written: {self.ckpt_files} × {human(self.ckpt_bytes)}"
-        return t
+        if "prefetch" in self.workloads:
+            t += (f"; prefetch: {self.pq_files} × {human(self.pq_bytes)} Parquet files, "
+                  f"{self.shard_n} × {human(self.shard_bytes)} shards")
+        return t.lstrip("; ")
 
 
 def human(n):
@@ -290,6 +320,9 @@ def boto_client(cfg, pool_size=32):
 
 
 def upload(cfg):
+    if not cfg.main_corpus():
+        log("no workload reads the big file, the small files or the directory: not uploaded")
+        return "main corpus not needed"
     s3 = boto_client(cfg, cfg.upload_threads + 4)
     t0 = time.time()
     # the big object: multipart, parts generated (deterministically) in the worker threads
@@ -786,7 +819,7 @@ def w_ckpt(d, files, size, chunk, tag, seed):
 
 
 WORKERS = {"first": w_first, "seq": w_seq, "files": w_files, "list": w_list, "odirect": w_odirect, "verify": w_verify,
-           "ckpt": w_ckpt}
+           "ckpt": w_ckpt}  # and parquet, shards (below)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -863,6 +896,8 @@ def measure_fuse(cfg, res, run, system):
         measure_ckpt(cfg, res, run, system)
     if system in L2_SYSTEMS and ("l2warm" in w or "small_l2" in w):
         measure_l2(cfg, res, run, system)
+    if system == "cairn" and "prefetch" in w:
+        measure_prefetch(cfg, res, run)
 
 
 def measure_reads(cfg, res, run, system):
@@ -1283,6 +1318,455 @@ def measure_l2(cfg, res, run, system):
         log(f"  {system}: {e} timed out; rest of this workload skipped")
     finally:
         shutil.rmtree(os.path.join(cfg.work, "cache", f"{system}-{tag}"), ignore_errors=True)
+
+
+# ---- prefetch: first epoch of a Parquet scan and of sequential shard reads, per --prefetch mode
+#
+# The Parquet files are Parquet-like: "PAR1", column chunks of random bytes, a real Thrift-compact
+# FileMetaData footer (the fields cairn's layout probe reads), the footer length (u32 LE), "PAR1"; the
+# same encoder as parquet_file() in tests/prefetch_e2e.rs.  The shards are random bytes named .tar.
+
+PQ_DIR = "tables"
+SHARD_DIR = "shards"
+T_I32, T_I64, T_BINARY, T_LIST, T_STRUCT = 5, 6, 8, 9, 12
+
+
+class Compact:
+    """A minimal Thrift compact-protocol writer (just what a FileMetaData needs)."""
+
+    def __init__(self):
+        self.out, self.last = bytearray(), []
+
+    def varint(self, v):
+        while v >= 0x80:
+            self.out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        self.out.append(v)
+
+    def zigzag(self, v):
+        self.varint(((v << 1) ^ (v >> 63)) & 0xFFFFFFFFFFFFFFFF)
+
+    def field(self, fid, ty):
+        delta, self.last[-1] = fid - self.last[-1], fid
+        if 1 <= delta <= 15:
+            self.out.append((delta << 4) | ty)
+        else:
+            self.out.append(ty)
+            self.zigzag(fid)
+
+    def begin(self):
+        self.last.append(0)
+
+    def end(self):
+        self.out.append(0)
+        self.last.pop()
+
+    def i32(self, fid, v):
+        self.field(fid, T_I32)
+        self.zigzag(v)
+
+    def i64(self, fid, v):
+        self.field(fid, T_I64)
+        self.zigzag(v)
+
+    def list(self, fid, elem, n):
+        self.field(fid, T_LIST)
+        if n < 15:
+            self.out.append((n << 4) | elem)
+        else:
+            self.out.append(0xF0 | elem)
+            self.varint(n)
+
+    def binary(self, b):  # a list element
+        self.varint(len(b))
+        self.out += b
+
+
+def pq_name(i):
+    return f"part-{i:05d}.parquet"
+
+
+def shard_name(i):
+    return f"shard-{i:05d}.tar"
+
+
+def pq_layout(file_bytes, row_groups, columns):
+    """Column chunk ranges [row_group][column] = (offset, length): the data of a file of about file_bytes
+    split into row_groups equal row groups of columns columns of varying width (column c is about
+    (1 + 2c/columns) times as wide as column 0)."""
+    rg_bytes = max(columns, (file_bytes - 4 - 64 * 1024) // row_groups)  # room for the footer
+    weights = [columns + 2 * c for c in range(columns)]
+    lens = [rg_bytes * w // sum(weights) for w in weights]
+    lens[-1] += rg_bytes - sum(lens)
+    ranges, off = [], 4
+    for _ in range(row_groups):
+        rg = []
+        for n in lens:
+            rg.append((off, n))
+            off += n
+        ranges.append(rg)
+    return ranges
+
+
+def pq_footer(ranges):
+    """The Thrift-compact FileMetaData of a file with these column chunks."""
+    t = Compact()
+    t.begin()
+    t.i32(1, 1)  # version
+    t.list(2, T_STRUCT, 0)  # schema (not needed for offsets)
+    t.i64(3, 1000 * len(ranges))  # num_rows
+    t.list(4, T_STRUCT, len(ranges))  # row_groups
+    for rg in ranges:
+        t.begin()
+        t.list(1, T_STRUCT, len(rg))  # columns
+        for c, (start, n) in enumerate(rg):
+            t.begin()  # ColumnChunk
+            t.i64(2, start + n)  # file_offset
+            t.field(3, T_STRUCT)  # meta_data: ColumnMetaData
+            t.begin()
+            t.i32(1, 6)  # type BYTE_ARRAY
+            t.list(2, T_I32, 1)  # encodings
+            t.zigzag(0)
+            t.list(3, T_BINARY, 1)  # path_in_schema
+            t.binary(f"col{c}".encode())
+            t.i32(4, 0)  # codec UNCOMPRESSED
+            t.i64(5, 1000)  # num_values
+            t.i64(6, n)  # total_uncompressed_size
+            t.i64(7, n)  # total_compressed_size
+            t.i64(9, start)  # data_page_offset
+            t.end()
+            t.end()
+        t.i64(2, sum(n for _, n in rg))  # total_byte_size
+        t.i64(3, 1000)  # num_rows
+        t.end()
+    t.end()
+    return bytes(t.out)
+
+
+def pq_content(seed, i, ranges):
+    """The bytes of Parquet file i."""
+    footer = pq_footer(ranges)
+    data_len = ranges[-1][-1][0] + ranges[-1][-1][1] - 4
+    out = bytearray(b"PAR1")
+    for k in range(math.ceil(data_len / PART)):
+        out += random.Random(f"pq-{seed}-{i}-{k}").randbytes(min(PART, data_len - k * PART))
+    out += footer + struct.pack("<I", len(footer)) + b"PAR1"
+    return out
+
+
+def pq_reads(size, flen, ranges, project, read):
+    """(offset, length) of every pread of the scan, in order: tail, footer, then the projected column chunks
+    of each row group in `read`-byte preads (None marks the end of a row group: the compute pause)."""
+    yield size - 8, 8
+    yield size - 8 - flen, flen
+    for rg in ranges:
+        for c in project:
+            start, n = rg[c]
+            for off in range(start, start + n, read):
+                yield off, min(read, start + n - off)
+        yield None
+
+
+def shard_part(seed, i, k, total):
+    return random.Random(f"shard-{seed}-{i}-{k}").randbytes(min(PART, total - k * PART))
+
+
+def upload_prefetch(cfg):
+    """Upload the Parquet files and the shards; returns (expected CRC-32s {kind: [per file]}, summary)."""
+    s3 = boto_client(cfg, 8)
+    t0 = time.time()
+    ranges = pq_layout(cfg.pq_bytes, cfg.pq_row_groups, cfg.pq_columns)
+    expect = {"parquet": [], "shards": []}
+
+    def put(key, nparts, part):
+        if nparts == 1:
+            s3.put_object(Bucket=cfg.bucket, Key=key, Body=part(0))
+            return
+        mpu = s3.create_multipart_upload(Bucket=cfg.bucket, Key=key)
+
+        def one(k):
+            r = s3.upload_part(Bucket=cfg.bucket, Key=key, UploadId=mpu["UploadId"], PartNumber=k + 1, Body=part(k))
+            return {"PartNumber": k + 1, "ETag": r["ETag"]}
+        with cf.ThreadPoolExecutor(4) as ex:
+            parts = list(ex.map(one, range(nparts)))
+        s3.complete_multipart_upload(Bucket=cfg.bucket, Key=key, UploadId=mpu["UploadId"],
+                                     MultipartUpload={"Parts": parts})
+
+    pq_total = 0
+    for i in range(cfg.pq_files):
+        data = pq_content(cfg.seed, i, ranges)
+        mv = memoryview(data)
+        put(f"{PQ_DIR}/{pq_name(i)}", math.ceil(len(data) / PART), lambda k: bytes(mv[k * PART:(k + 1) * PART]))
+        flen = struct.unpack_from("<I", data, len(data) - 8)[0]
+        crc = 0
+        for r in pq_reads(len(data), flen, ranges, cfg.pq_project, cfg.pq_read):
+            if r:
+                crc = zlib.crc32(mv[r[0]:r[0] + r[1]], crc)
+        expect["parquet"].append(crc)
+        pq_total += len(data)
+        del mv
+    for i in range(cfg.shard_n):
+        nparts = math.ceil(cfg.shard_bytes / PART)
+        crc = 0
+        for k in range(nparts):  # generating twice is cheaper than keeping a shard in memory
+            crc = zlib.crc32(shard_part(cfg.seed, i, k, cfg.shard_bytes), crc)
+        put(f"{SHARD_DIR}/{shard_name(i)}", nparts, lambda k, i=i: shard_part(cfg.seed, i, k, cfg.shard_bytes))
+        expect["shards"].append(crc)
+    dt = time.time() - t0
+    demand = pq_demand(cfg, ranges)
+    log(f"uploaded {cfg.pq_files} Parquet files ({human(pq_total)}, {human(demand)} demanded by the scan) and "
+        f"{cfg.shard_n} shards ({human(cfg.shard_n * cfg.shard_bytes)}) in {dt:.1f} s")
+    return expect, (f"prefetch corpus ({human(pq_total)} Parquet, {human(cfg.shard_n * cfg.shard_bytes)} shards) "
+                    f"in {dt:.1f} s")
+
+
+def pq_demand(cfg, ranges):
+    """Bytes one scan of all the Parquet files reads (the column chunks it asks for; footers not counted)."""
+    return cfg.pq_files * sum(rg[c][1] for rg in ranges for c in cfg.pq_project)
+
+
+def w_parquet(d, files, file_bytes, row_groups, columns, project, read, pause_ms, verify):
+    """Scan like a Parquet reader feeding a training step: per file, the last 8 bytes, the footer, then per
+    row group the projected column chunks in `read`-byte preads and a compute pause.  One file after the
+    other.  Returns the CRC-32 of the bytes read per file (in read order) when verify is 1."""
+    files, file_bytes, row_groups, columns, read = map(int, (files, file_bytes, row_groups, columns, read))
+    project = [int(c) for c in project.split(",")]
+    pause, verify = float(pause_ms) / 1e3, verify == "1"
+    ranges = pq_layout(file_bytes, row_groups, columns)
+    footer_want = pq_footer(ranges)
+    buf = bytearray(max(read, len(footer_want), 8))
+    mv = memoryview(buf)
+    crcs, total, paused = [], 0, 0.0
+    t0 = time.perf_counter()
+    for i in range(files):
+        fd = os.open(os.path.join(d, pq_name(i)), os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            tail = os.pread(fd, 8, size - 8)
+            if len(tail) != 8 or tail[4:] != b"PAR1":
+                raise SystemExit(f"{pq_name(i)}: bad tail {tail!r}")
+            flen = struct.unpack_from("<I", tail)[0]
+            crc = 0
+            for r in pq_reads(size, flen, ranges, project, read):
+                if r is None:
+                    t = time.perf_counter()
+                    time.sleep(pause)
+                    paused += time.perf_counter() - t
+                    continue
+                off, n = r
+                got = os.preadv(fd, [mv[:n]], off)
+                if got != n:
+                    raise SystemExit(f"{pq_name(i)}: {got} bytes at {off}, expected {n}")
+                if n == flen and off == size - 8 - flen and buf[:n] != footer_want:
+                    raise SystemExit(f"{pq_name(i)}: the footer differs from the generator's")
+                if verify:
+                    crc = zlib.crc32(mv[:n], crc)
+                total += n
+            crcs.append(crc)
+        finally:
+            os.close(fd)
+    dt = time.perf_counter() - t0
+    return {"bytes": total, "secs": dt, "mbps": total / dt / 1e6, "paused_s": paused, "crcs": crcs if verify else None}
+
+
+def w_shards(d, count, size, threads, read, pause_ms, verify):
+    """Read whole shards with `read`-byte read() calls from `threads` threads (one shard per thread at a
+    time, next shard from a shared queue) and a compute pause per MiB read."""
+    count, size, threads, read = map(int, (count, size, threads, read))
+    pause, verify = float(pause_ms) / 1e3, verify == "1"
+    it, lock, errors, crcs, total = iter(range(count)), threading.Lock(), [], [None] * count, [0]
+
+    def run():
+        buf = bytearray(read)
+        mv = memoryview(buf)
+        while True:
+            with lock:
+                i = next(it, None)
+            if i is None:
+                return
+            n, crc, since = 0, 0, 0
+            try:
+                with open(os.path.join(d, shard_name(i)), "rb", buffering=0) as f:
+                    while True:
+                        k = f.readinto(mv)
+                        if not k:
+                            break
+                        if verify:
+                            crc = zlib.crc32(mv[:k], crc)
+                        n, since = n + k, since + k
+                        while since >= MiB:
+                            time.sleep(pause)
+                            since -= MiB
+            except OSError as e:
+                errors.append(f"{shard_name(i)}: {e}")
+                return
+            if n != size:
+                errors.append(f"{shard_name(i)}: {n} bytes")
+            crcs[i] = crc
+            with lock:
+                total[0] += n
+
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    dt = time.perf_counter() - t0
+    if errors:
+        raise SystemExit(f"{len(errors)} failed shard reads, e.g. {errors[:3]}")
+    return {"bytes": total[0], "secs": dt, "mbps": total[0] / dt / 1e6, "crcs": crcs if verify else None}
+
+
+WORKERS.update(parquet=w_parquet, shards=w_shards)
+PF_KINDS = ("parquet", "shards")
+PF_COUNTERS = {  # field: metric name (summed over labels)
+    "issued": "prefetch_issued_bytes_total", "used": "prefetch_used_bytes_total",
+    "wasted": "prefetch_wasted_bytes_total", "unused": "prefetch_unused_bytes",
+    "store": "store_get_bytes_total", "misses": "read_block_misses_total",
+    "late_blocks": "prefetch_late_blocks_total", "layouts": "prefetch_layouts_total",
+}
+
+
+def settled_metrics(cfg, mnt, limit=10.0):
+    """cairn's counters once the prefetches still in flight after the reader finished have landed (bytes
+    from the store unchanged for 0.5 s, at most `limit` s)."""
+    d, last, stable, end = {}, None, 0, time.monotonic() + limit
+    while time.monotonic() < end:
+        d = cairn_metrics(cfg, mnt)
+        now = (metric(d, "store_get_bytes_total"), metric(d, "prefetch_issued_bytes_total"))
+        stable = stable + 1 if now == last else 0
+        if stable >= 2 or not d:
+            break
+        last = now
+        time.sleep(0.25)
+    return d
+
+
+def measure_prefetch(cfg, res, run):
+    """prefetch: for each kind (Parquet scan, shard reads) and --prefetch mode, a fresh mount with an empty
+    cache, page cache dropped, one first-epoch read; then cairn's prefetch counters."""
+    if not getattr(res, "pf_expect", None):
+        res.error(run, "cairn", "prefetch", "no prefetch corpus (upload failed)")
+        return
+    k = (run - 1) % len(cfg.pf_modes)
+    modes = cfg.pf_modes[k:] + cfg.pf_modes[:k]  # rotate to spread drift
+    verify = "1" if cfg.verify else "0"
+    args = {"parquet": ("parquet", None, cfg.pq_files, cfg.pq_bytes, cfg.pq_row_groups, cfg.pq_columns,
+                        ",".join(map(str, cfg.pq_project)), cfg.pq_read, cfg.pq_pause_ms, verify),
+            "shards": ("shards", None, cfg.shard_n, cfg.shard_bytes, cfg.shard_threads, cfg.shard_read,
+                       cfg.shard_pause_ms, verify)}
+    for kind in PF_KINDS:
+        for mode in modes:
+            name = f"pf_{kind}_{mode}"
+
+            def go(m):
+                drop_caches()
+                a = list(args[kind])
+                a[1] = os.path.join(m.mnt, PQ_DIR if kind == "parquet" else SHARD_DIR)
+                return worker(cfg, m.mnt, *a)
+
+            def record(r, m=None):
+                d = settled_metrics(cfg, m.mnt)
+                c = {f: metric(d, n) for f, n in PF_COUNTERS.items()} if d else {}
+                x = {"mbps": round(r["mbps"], 1), "demand_mib": round(r["bytes"] / MiB, 1)}
+                if c:
+                    x.update({f"{f}_mib": round(c[f] / MiB, 1) for f in ("store", "issued", "used", "wasted", "unused")})
+                    x.update(misses=int(c["misses"]), late_blocks=int(c["late_blocks"]), layouts=int(c["layouts"]),
+                             fetched_per_demand=round(c["store"] / r["bytes"], 3) if r["bytes"] else None,
+                             precision=round(c["used"] / c["issued"], 3) if c["issued"] else None)
+                else:
+                    res.error(run, "cairn", f"{name} metrics", "`cairn stats --prometheus` gave nothing")
+                if "paused_s" in r:
+                    x["paused_s"] = round(r["paused_s"], 2)
+                if r.get("crcs") is not None:
+                    want = res.pf_expect[kind]
+                    bad = [i for i, (a, b) in enumerate(zip(r["crcs"], want)) if a != b]
+                    ok = not bad and len(r["crcs"]) == len(want)
+                    x["verified"] = ok
+                    res.pf_verified[name] = res.pf_verified.get(name, True) and ok
+                    if not ok:
+                        res.error(run, "cairn", f"{name} verify",
+                                  f"CRC-32 of the bytes read differs from the generator's for files {bad[:8]}")
+                res.add(run, "cairn", name, r["secs"], **x)
+
+            try:
+                with Mount(cfg, "cairn", f"r{run}-{name}", extra=["--prefetch", mode]) as m:
+                    res.mount_cmds[f"cairn (prefetch, --prefetch {mode})"] = m.cmd
+                    step(res, run, "cairn", name, lambda: go(m), lambda r: record(r, m))
+            except MountError as e:
+                res.error(run, "cairn", f"{name} mount", e)
+            except MountBroken:
+                log(f"  cairn: {name} timed out; mount aborted")
+
+
+def pf_rows(cfg):
+    return [(f"pf_{k}_{mode}", f"prefetch {k}, --prefetch {mode}", "s", False)
+            for k in PF_KINDS for mode in cfg.pf_modes]
+
+
+def report_prefetch(cfg, res, L):
+    """The table "Prefetch: first epoch against Garage" (medians over the runs)."""
+    rows = [r for r in res.rows if r["workload"].startswith("pf_") and r["system"] == "cairn"]
+    if not rows:
+        return
+
+    def med(key, field):
+        vals = [r[field] if field else r["value"] for r in rows if r["workload"] == key
+                and (r.get(field) if field else r["value"]) is not None]
+        return statistics.median(vals) if vals else None
+
+    ranges = pq_layout(cfg.pq_bytes, cfg.pq_row_groups, cfg.pq_columns)
+    pq_size = ranges[-1][-1][0] + ranges[-1][-1][1] + len(pq_footer(ranges)) + 8
+    widths = [n for _, n in ranges[0]]
+    L.append("")
+    L.append("#### Prefetch: first epoch against Garage")
+    L.append("")
+    L.append(f"Command: `{cfg.cmdline}`  ")
+    L.append(
+        f"Each point: a fresh cairn mount with `--prefetch MODE`, empty cache directory, page cache dropped, "
+        f"one read of the whole data set (the first epoch); median of {cfg.runs} run(s). "
+        f"**Parquet scan**: {cfg.pq_files} files of {human(pq_size)} (Thrift-compact footer; {cfg.pq_row_groups} "
+        f"row groups × {cfg.pq_columns} columns of {human(min(widths))} to {human(max(widths))} per chunk), "
+        f"read one after the other by one reader: the last 8 bytes, the footer, then for each row group columns "
+        f"{', '.join(map(str, cfg.pq_project))} in {human(cfg.pq_read)} preads and a {cfg.pq_pause_ms} ms compute "
+        f"pause. **Shards**: {cfg.shard_n} × {human(cfg.shard_bytes)} `.tar` shards read whole with "
+        f"{human(cfg.shard_read)} read() calls by {cfg.shard_threads} threads (one shard per thread at a time), "
+        f"{cfg.shard_pause_ms} ms compute pause per MiB. "
+        f"`learned`: the trace-trained model plus the sequential readahead window; `readahead`: the window only; "
+        f"`off`: no prefetching at all. MB/s counts the bytes the reader asked for (for the scan: the projected "
+        f"column chunks, footers included). Fetched/demanded = `cairn_store_get_bytes_total` / bytes read; "
+        f"precision = `cairn_prefetch_used_bytes_total` / `cairn_prefetch_issued_bytes_total`; wasted = "
+        f"prefetched bytes evicted unused by the end of the run (still-cached unused bytes are not counted); "
+        f"misses = `cairn_read_block_misses_total` (reads that waited for the store). The counters are read "
+        f"once the store traffic has settled after the reader finished. Column chunks smaller than cairn's block "
+        f"(1 MiB by default) make even `off` fetch unprojected bytes around them."
+        + (" The readers compute a CRC-32 of every byte they read (compared with the generator), inside the "
+           "measured time." if cfg.verify else ""))
+    L.append("")
+    L.append("| workload | --prefetch | first epoch, s | MB/s | speed-up vs off | fetched / demanded | "
+             "prefetched MiB | used MiB | wasted MiB | precision | demand misses |")
+    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    label = {"parquet": f"Parquet scan, {cfg.pq_files} × {human(pq_size)}, {len(cfg.pq_project)} of "
+                        f"{cfg.pq_columns} columns",
+             "shards": f"Shards, {cfg.shard_n} × {human(cfg.shard_bytes)}, {cfg.shard_threads} threads"}
+    num = lambda v, f="{:,.1f}": "—" if v is None else f.format(v)
+    for kind in PF_KINDS:
+        off = med(f"pf_{kind}_off", None)
+        for mode in cfg.pf_modes:
+            key = f"pf_{kind}_{mode}"
+            secs = med(key, None)
+            if secs is None and not any(e["what"].startswith(key) for e in res.errors):
+                continue
+            L.append(f"| {label[kind]} | `{mode}` | {num(secs, '{:.2f}')} | {num(med(key, 'mbps'))} | "
+                     f"{'—' if secs is None or off is None else f'{off / secs:.2f}×'} | "
+                     f"{num(med(key, 'fetched_per_demand'), '{:.2f}')} | {num(med(key, 'issued_mib'))} | "
+                     f"{num(med(key, 'used_mib'))} | {num(med(key, 'wasted_mib'))} | "
+                     f"{num(med(key, 'precision'), '{:.1%}')} | {num(med(key, 'misses'), '{:,.0f}')} |")
+    if res.pf_verified:
+        L.append("")
+        L.append("Content check (CRC-32 of every byte read, against the generator): "
+                 + ", ".join(f"{k[3:]} {'ok' if ok else 'MISMATCH'}" for k, ok in sorted(res.pf_verified.items())))
 
 
 # ---- local references: local disk (ext4 under the work dir) and a null FUSE file system
@@ -1756,10 +2240,11 @@ def report(cfg, res, info, upload_info, started):
             else:
                 ratios.append(f"{(cv / ov) if higher else (ov / cv):.2f}×")
         L.append(f"| {label.format(**sub)} | {unit} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
-    L.append("")
-    L.append("Ratios are oriented so that > 1 means cairn is better (throughput ratio, or time ratio peer/cairn "
-             "for rows in seconds or ms). Warm rows have no ceiling (they are served from the mount's own cache). "
-             "MB/s = 10⁶ bytes/s.")
+    if main_rows:
+        L.append("")
+        L.append("Ratios are oriented so that > 1 means cairn is better (throughput ratio, or time ratio peer/cairn "
+                 "for rows in seconds or ms). Warm rows have no ceiling (they are served from the mount's own "
+                 "cache). MB/s = 10⁶ bytes/s.")
     for n in sorted(notes):
         L.append("")
         L.append(n)
@@ -1768,6 +2253,7 @@ def report(cfg, res, info, upload_info, started):
         L.append("Content check (sampled bytes of every object kind compared with what was uploaded): "
                  + ", ".join(f"{s} {'ok' if ok else 'MISMATCH'}" for s, ok in sorted(res.verified.items())))
     report_new_tables(cfg, res, m, sub, L)
+    report_prefetch(cfg, res, L)
     L.append("")
     L.append("Machine: " + "; ".join(f"{k} {info[k]}" for k in ("cpu", "ram", "kernel", "os", "disk")) + ".  ")
     L.append("Versions: " + "; ".join(f"{k}: {info[k]}" for k in ("cairn", "rclone", "s3fs", "nullfs", "garage", "fio", "fuse",
@@ -1779,7 +2265,7 @@ def report(cfg, res, info, upload_info, started):
     L.append("| workload | system | runs | extra (last run) |")
     L.append("|---|---|---|---|")
     seen = set()
-    for key, label, unit, _ in ROWS + CKPT_ROWS + L2_ROWS + MEM_ROWS:
+    for key, label, unit, _ in ROWS + CKPT_ROWS + L2_ROWS + MEM_ROWS + pf_rows(cfg):
         if ":" in key or key in seen:
             continue
         seen.add(key)
@@ -1889,8 +2375,15 @@ def cmd_run():
     base = os.path.join(cfg.results_dir, stamp + ("" if cfg.full_size else "-smoke"))
     res = Results(base + ".jsonl")
     res.direct, res.verified, res.mount_cmds, res.ckpt_verified = {}, {}, {}, {}
+    res.pf_expect, res.pf_verified = None, {}
     log(f"corpus: {cfg.corpus_text()}")
     upload_info = upload(cfg)
+    if "prefetch" in cfg.workloads and "cairn" in cfg.systems:
+        try:
+            res.pf_expect, pf_info = upload_prefetch(cfg)
+            upload_info += "; " + pf_info
+        except Exception as e:  # noqa: BLE001 - the other workloads can still run
+            res.error(0, "cairn", "prefetch upload", e)
     if cfg.server_cache == "pin" and cfg.garage_dir:
         drop_caches()
         n = pin_server_files(cfg.garage_dir)

@@ -9,7 +9,8 @@
 # Markdown report (also written to bench/results/<timestamp>.md).  Everything it mounts or starts is
 # stopped on exit, including on failure or Ctrl-C.  Must run as root (drop_caches, FUSE mounts).
 #
-# Knobs (environment): BENCH_RUNS (3)  BENCH_SYSTEMS  BENCH_WORKLOADS ("seq rand files list ckpt l2warm small_l2")
+# Knobs (environment): BENCH_RUNS (3)  BENCH_SYSTEMS  BENCH_WORKLOADS ("seq rand files list ckpt l2warm small_l2
+#   prefetch")
 #   BENCH_BIG_MIB (1024)  BENCH_SMALL_FILES (10000)  BENCH_SMALL_KIB (110)  BENCH_DIR_ENTRIES (100000)
 #   BENCH_DIR_ENTRY_BYTES (1024)  BENCH_FIO_RUNTIME (20)  BENCH_FIO_JOBS (4)  BENCH_THREADS (8)
 #   BENCH_QUICK=1 (small corpus, 1 run, 3 s fio)  BENCH_UPDATE_DOCS=1  BENCH_KEEP=1 (keep work dir)
@@ -18,6 +19,10 @@
 #   BENCH_S3FS_ARGS (extra mount flags)  BENCH_TIMEOUT (per workload, s, 1800)  BENCH_VERIFY (1)
 #   BENCH_CKPT_FILES (4)  BENCH_CKPT_MIB (1024)  BENCH_CKPT_WRITE_MIB (64)  BENCH_CKPT_FLUSH (1: cairn flush
 #   after the last close)  BENCH_L2_L1 (64MiB: cairn's L1 for l2warm/small_l2)  BENCH_NULLFS_BIN (skip its build)
+#   prefetch (cairn only; first epoch per --prefetch mode): BENCH_PREFETCH_MODES ("learned readahead off")
+#   BENCH_PQ_FILES (4)  BENCH_PQ_MIB (256)  BENCH_PQ_ROW_GROUPS (8)  BENCH_PQ_COLUMNS (10)  BENCH_PQ_PROJECT
+#   ("1,4,8": columns read)  BENCH_PQ_READ_KIB (1024)  BENCH_PQ_PAUSE_MS (20, per row group)  BENCH_SHARDS (8)
+#   BENCH_SHARD_MIB (128)  BENCH_SHARD_THREADS (4)  BENCH_SHARD_READ_KIB (256)  BENCH_SHARD_PAUSE_MS (2, per MiB)
 #   GARAGE_BIN  CARGO_TARGET_DIR
 set -euo pipefail
 
