@@ -32,6 +32,8 @@ pub struct Entry {
     pub labeled: bool,
     /// The scheduler reported a block of it evicted unused.
     pub evicted: bool,
+    /// A demand read touched it (its bytes were consumed; asking again is not a duplicate).
+    pub consumed: bool,
 }
 
 impl Entry {
@@ -62,11 +64,12 @@ impl Pending {
         self.index.len()
     }
 
-    /// Whether an entry the model wanted (emitted or would have) starts exactly here.
+    /// Whether an entry the model wanted (emitted or would have) starts exactly here and is
+    /// still outstanding (not consumed by a read, not reported evicted).
     pub fn wanted_at(&self, inode: u64, start: u64) -> bool {
         self.index
             .range((inode, start, 0)..=(inode, start, u8::MAX))
-            .any(|(_, &slot)| self.ring[slot].is_some_and(|e| e.wanted))
+            .any(|(_, &slot)| self.ring[slot].is_some_and(|e| e.wanted && !e.consumed && !e.evicted))
     }
 
     /// Inserts an entry, returning the one it pushed out of the ring (if any).

@@ -221,6 +221,7 @@ impl Prefetcher for LearnedPrefetcher {
                     if e.wanted && !e.evicted {
                         covered += overlap((e.start, e.end), (off, end));
                     }
+                    e.consumed = true;
                     if !e.emitted && !e.labeled {
                         e.labeled = true;
                         hits[nh] = Some(*e);
@@ -271,6 +272,12 @@ impl Prefetcher for LearnedPrefetcher {
         let fallback = self.control.fallback(class);
         let mut seq_blocked = false;
         let mut seq_emitted_until = None;
+        // Sequential emission stays contiguous: a wanted bucket is fetched from what the handle
+        // already has in flight (a shallower arm earlier may have left a gap before it).
+        let mut seq_from = match (rec.op, self.handles.get(&rec.handle)) {
+            (Op::Read, Some(h)) => h.st.emitted_until.max(h.st.frontier),
+            _ => u64::MAX,
+        };
         let req_b = size_bucket(rec.len as u64);
         let run_b = count_bucket(run);
         let prog_b = program_bucket(rec.program_hash);
@@ -300,10 +307,16 @@ impl Prefetcher for LearnedPrefetcher {
             }
             let emitted = wanted && !fallback && self.cfg.emit;
             if emitted {
-                out.push(PrefetchRequest { inode: c.inode, offset: c.offset, len: c.len, score: p });
+                let start = if seq { seq_from.min(c.offset) } else { c.offset };
+                let end = c.offset + c.len;
+                // Other files are speculative: queued behind this file's ranges of equal
+                // confidence, so they never hold up a read that is about to happen.
+                let score = if c.inode == rec.inode { p } else { 0.5 * p };
+                out.push(PrefetchRequest { inode: c.inode, offset: start, len: end - start, score });
                 self.stats.emitted += 1;
                 if seq {
-                    seq_emitted_until = Some(c.offset + c.len);
+                    seq_emitted_until = Some(end);
+                    seq_from = end;
                 }
             }
             if wanted {
@@ -321,6 +334,7 @@ impl Prefetcher for LearnedPrefetcher {
                 wanted,
                 labeled: false,
                 evicted: false,
+                consumed: false,
             };
             if let Some(old) = self.pending.insert(e) {
                 if !old.labeled && !old.emitted {
@@ -333,8 +347,19 @@ impl Prefetcher for LearnedPrefetcher {
         }
         if fallback && self.cfg.emit {
             if let Some((offset, len)) = heur_req {
-                out.push(PrefetchRequest { inode: rec.inode, offset, len, score: 0.5 });
-                self.stats.fallback_emitted += 1;
+                // The heuristic's shadow frontier ran ahead of what was really fetched: emit from
+                // what this handle really has in flight, and record it as emitted.
+                let (mut from, to) = (offset, offset + len);
+                if let Some(h) = self.handles.get_mut(&rec.handle) {
+                    if rec.op == Op::Read {
+                        from = h.st.emitted_until.max(rec.offset + rec.len as u64);
+                    }
+                    h.st.emitted_until = h.st.emitted_until.max(to);
+                }
+                if to > from {
+                    out.push(PrefetchRequest { inode: rec.inode, offset: from, len: to - from, score: 1.0 });
+                    self.stats.fallback_emitted += 1;
+                }
             }
         }
         self.control.record(class, model_stats, heur_stats);

@@ -164,3 +164,47 @@ fn evaluate_suite() {
         println!("decision {} p50 {} ns p99 {} ns", r.workload, r.decision.p50_ns, r.decision.p99_ns);
     }
 }
+
+/// Diagnostics of the learned prefetcher on one workload (`PM_WL`, `PM_SCALE`).
+#[test]
+#[ignore]
+fn diagnose_workload() {
+    let scale: f64 = std::env::var("PM_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(0.3);
+    let name = std::env::var("PM_WL").unwrap_or_else(|_| "webdataset-tar".into());
+    let w = crate::workloads::generate(&name, 7, scale).expect("workload");
+    let model = default_model();
+    for online in [true, false] {
+        let mut p = LearnedPrefetcher::new(model.clone(), LearnedConfig { learn_online: online, ..Default::default() });
+        let r = crate::sim::replay(&w, &mut p, &crate::sim::SimConfig::default());
+        println!("online={online} misses {} late {} wasted {} stats {:?} fallback classes {}", r.misses, r.late, r.wasted_bytes >> 20, p.stats(), p.fallback_classes());
+    }
+    let head: Vec<_> = w.records.iter().take(12).map(|r| (r.op, r.stream, r.handle, r.offset, r.len, r.file_size, r.format)).collect();
+    println!("{head:#?}");
+}
+
+#[test]
+#[ignore]
+fn trace_handle() {
+    let name = std::env::var("PM_WL").unwrap_or_else(|_| "webdataset-tar".into());
+    let w = crate::workloads::generate(&name, 7, 0.3).expect("workload");
+    let mut p = LearnedPrefetcher::new(default_model(), LearnedConfig { learn_online: false, ..Default::default() });
+    let mut layouts = crate::sim::LayoutTracker::default();
+    let mut out = Vec::new();
+    let mut n = 0;
+    let mut own = [0u32; 2];
+    for r in &w.records {
+        out.clear();
+        let cat = crate::sim::SimCatalog { ns: &w.namespace, layouts: &layouts };
+        p.on_access(r, &cat, &mut out);
+        layouts.on_read(&w.namespace, r.inode, r.offset, r.offset + r.len as u64);
+        if r.op == Op::Open {
+            own[out.iter().any(|q| q.inode == r.inode) as usize] += 1;
+        }
+        let pick = std::env::var("PM_OPENS").is_ok() && r.op == Op::Open && r.handle % 37 == 0;
+        if (r.handle == 1 || pick) && n < 2000 && !out.is_empty() || pick {
+            n += 1;
+            println!("{:?} h{} ino{} {}K -> {:?}", r.op, r.handle, r.inode, r.offset >> 10, out.iter().map(|q| (q.offset >> 10, q.len >> 10, (q.score * 100.0) as u32)).collect::<Vec<_>>());
+        }
+    }
+    println!("opens without/with a request for their own file: {own:?}");
+}
