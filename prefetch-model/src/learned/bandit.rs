@@ -1,9 +1,10 @@
 //! Aggressiveness per workload class: a discounted UCB bandit over a few (threshold, depth cap)
 //! arms, and a fallback that hands a class to the best heuristic while the model loses to it.
 //!
-//! Both judge by the same window score, computed from demand reads at access time:
-//! `(covered − λ·(issued − covered)) / demand`, where `covered` is demand bytes that fell in
-//! ranges issued earlier (and not reported evicted) and `issued` is bytes issued in the window.
+//! Both judge by the same window score, computed from demand reads at access time, in cache
+//! blocks: `(covered − λ·(issued − covered)) / demand`, where `demand` counts blocks reads
+//! touched, `covered` those that lay in ranges issued earlier (and not reported evicted), and
+//! `issued` the blocks issued in the window.
 
 /// One aggressiveness setting.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -132,6 +133,12 @@ impl Control {
     /// Whether the class is handed to the heuristic.
     pub fn fallback(&self, class: usize) -> bool {
         self.classes[class % CLASSES].fallback
+    }
+
+    /// The model's and the heuristic's smoothed window scores of a class (None before a window closed).
+    pub fn scores(&self, class: usize) -> (Option<f64>, Option<f64>) {
+        let c = &self.classes[class % CLASSES];
+        (c.model_ema, c.heur_ema)
     }
 
     /// Classes currently in fallback.

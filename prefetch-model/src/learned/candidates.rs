@@ -14,8 +14,12 @@ const MIB: u64 = 1 << 20;
 pub const SEQ_DEPTHS: usize = 8;
 /// Extents the layout generators look ahead.
 pub const LAYOUT_AHEAD: usize = 4;
-/// Strides the stride generator looks ahead.
+/// Records a sparse (or backward) stride is followed ahead.
 pub const STRIDE_AHEAD: u64 = 4;
+/// Largest stride followed as dense depth buckets.
+pub const DENSE_STRIDE: u64 = MIB;
+/// Depth buckets of a dense stride (up to 64 strides ahead).
+pub const STRIDE_DEPTHS: usize = 7;
 /// Largest file proposed whole on open.
 pub const WHOLE_FILE_MAX: u64 = 16 * MIB;
 /// Largest successor / sibling prefix proposed.
@@ -112,6 +116,8 @@ pub struct HandleState {
     pub frontier: u64,
     /// Sequential bytes already emitted up to here.
     pub emitted_until: u64,
+    /// Start of the emitted sequential range ending at `emitted_until`.
+    pub emitted_from: u64,
     /// Last access number (for least-recently-used eviction of handle states).
     pub touched: u64,
     last_off: Option<u64>,
@@ -119,6 +125,7 @@ pub struct HandleState {
     deltas: [i64; 8],
     ndeltas: usize,
     stride_until: u64,
+    stride_considered: [u64; STRIDE_DEPTHS],
     extents: [u32; 16],
     nextents: usize,
     layout_next_until: Option<u32>,
@@ -138,12 +145,14 @@ impl HandleState {
             last_len: 0,
             frontier: 0,
             emitted_until: 0,
+            emitted_from: 0,
             touched: 0,
             last_off: None,
             considered: [0; SEQ_DEPTHS],
             deltas: [0; 8],
             ndeltas: 0,
             stride_until: 0,
+            stride_considered: [0; STRIDE_DEPTHS],
             extents: [0; 16],
             nextents: 0,
             layout_next_until: None,
@@ -182,7 +191,12 @@ impl HandleState {
             self.run = 0;
             self.frontier = end;
             self.considered = [end; SEQ_DEPTHS];
-            self.emitted_until = self.emitted_until.min(end);
+            // A jump inside the range already emitted keeps it (strided readers); any other
+            // jump starts a new emitted range at this read's end.
+            if !(offset >= self.emitted_from && end <= self.emitted_until) {
+                self.emitted_from = end;
+                self.emitted_until = end;
+            }
         }
         self.last_off = Some(offset);
         self.last_len = len;
@@ -235,12 +249,29 @@ impl HandleState {
         (c >= 3 && d != 0 && !seq).then_some(d)
     }
 
-    /// Stride continuation candidates (the next few strides not yet considered).
+    /// Stride continuation candidates. A forward stride of at most [`DENSE_STRIDE`] gets one
+    /// candidate per depth bucket (the records 1, 2, 3-4, 5-8, ... 33-64 strides ahead, as one
+    /// range: at that density every cache block holds a record); other strides get the next
+    /// [`STRIDE_AHEAD`] records one by one.
     pub fn stride(&mut self, out: &mut Vec<Candidate>) {
         let (Some(d), Some(last)) = (self.majority_delta(), self.last_off) else {
             return;
         };
         let len = self.last_len.max(1);
+        if d > 0 && d as u64 <= DENSE_STRIDE {
+            let d = d as u64;
+            for k in 0..STRIDE_DEPTHS {
+                let lo = if k == 0 { 1 } else { (1u64 << (k - 1)) + 1 };
+                let hi = 1u64 << k;
+                let start = (last + d * lo).max(self.stride_considered[k]);
+                let end = (last + d * hi + len).min(self.file_size);
+                if end > start {
+                    out.push(self.cand(Gen::Stride, k as u8, start, end - start));
+                    self.stride_considered[k] = end;
+                }
+            }
+            return;
+        }
         for k in 1..=STRIDE_AHEAD {
             let off = last as i64 + d * k as i64;
             if off < 0 || off as u64 >= self.file_size {
@@ -590,23 +621,48 @@ mod tests {
     }
 
     #[test]
-    fn stride_continues_majority_delta() {
+    fn sparse_stride_continues_majority_delta() {
         let r = rec(Op::Read, 1, 0, 4096, 1 << 30);
         let mut h = HandleState::new(&r);
         for k in 0..5u64 {
-            h.observe_read(k * MIB, 4096);
+            h.observe_read(k * 4 * MIB, 4096);
         }
-        assert_eq!(h.majority_delta(), Some(MIB as i64));
+        assert_eq!(h.majority_delta(), Some(4 * MIB as i64));
         assert_eq!(h.shape(), Shape::Strided);
         let mut out = vec![];
         h.stride(&mut out);
-        let offs: Vec<_> = out.iter().map(|c| (c.offset, c.len)).collect();
-        assert_eq!(offs, vec![(5 * MIB, 4096), (6 * MIB, 4096), (7 * MIB, 4096), (8 * MIB, 4096)]);
+        let offs: Vec<_> = out.iter().map(|c| (c.offset / MIB, c.len)).collect();
+        assert_eq!(offs, vec![(20, 4096), (24, 4096), (28, 4096), (32, 4096)]);
         out.clear();
-        h.observe_read(5 * MIB, 4096);
+        h.observe_read(20 * MIB, 4096);
         h.stride(&mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].offset, 9 * MIB);
+        assert_eq!(out[0].offset, 36 * MIB);
+    }
+
+    #[test]
+    fn dense_stride_gets_depth_buckets() {
+        let r = rec(Op::Read, 1, 0, 4096, 1 << 30);
+        let mut h = HandleState::new(&r);
+        let d = 768 << 10;
+        for k in 0..5u64 {
+            h.observe_read(k * d, 65536);
+        }
+        assert_eq!(h.shape(), Shape::Strided);
+        let mut out = vec![];
+        h.stride(&mut out);
+        let last = 4 * d;
+        let got: Vec<_> = out.iter().map(|c| (c.depth, c.offset, c.offset + c.len)).collect();
+        assert_eq!(got[0], (0, last + d, last + d + 65536));
+        assert_eq!(got[1], (1, last + 2 * d, last + 2 * d + 65536));
+        assert_eq!(got[2], (2, last + 3 * d, last + 4 * d + 65536));
+        assert_eq!(got.len(), STRIDE_DEPTHS);
+        assert_eq!(got[6], (6, last + 33 * d, last + 64 * d + 65536));
+        // the next read only adds what each bucket has not considered
+        out.clear();
+        h.observe_read(last + d, 65536);
+        h.stride(&mut out);
+        assert!(out.iter().all(|c| c.len <= d + 65536), "{out:?}");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct LearnedConfig {
     pub max_dir_files: usize,
     /// The fallback heuristic's readahead window.
     pub heuristic: ReadaheadConfig,
+    /// Block size the bandit and fallback count demand, coverage and waste in (the cache's).
+    pub block: u64,
 }
 
 impl Default for LearnedConfig {
@@ -52,6 +54,7 @@ impl Default for LearnedConfig {
             max_dirs: 64,
             max_dir_files: 1 << 16,
             heuristic: ReadaheadConfig::default(),
+            block: 1 << 20,
         }
     }
 }
@@ -61,6 +64,9 @@ struct Handle {
     heur: ReadaheadWindow,
     heur_lo: u64,
     heur_hi: u64,
+    last_blk: Option<u64>,
+    issued_lo: u64,
+    issued_hi: u64,
 }
 
 /// Counters for reports and tests.
@@ -142,6 +148,11 @@ impl LearnedPrefetcher {
         self.control.fallback(class_of(format, shape as u8))
     }
 
+    /// The model's and the heuristic's smoothed scores for a class (see [`super::bandit`]).
+    pub fn class_scores(&self, format: u8, shape: Shape) -> (Option<f64>, Option<f64>) {
+        self.control.scores(class_of(format, shape as u8))
+    }
+
     /// Sizes of the bounded maps: (pending candidates, handles, directories).
     pub fn footprint(&self) -> (usize, usize, usize) {
         (self.pending.len(), self.handles.len(), self.dirs.len())
@@ -170,6 +181,9 @@ impl LearnedPrefetcher {
             heur: ReadaheadWindow::new(heur_cfg),
             heur_lo: 0,
             heur_hi: 0,
+            last_blk: None,
+            issued_lo: 0,
+            issued_hi: 0,
         });
         h.st.touched = self.clock;
         h
@@ -180,8 +194,13 @@ fn shadow_weight(e: &Entry) -> f32 {
     ((e.end - e.start) as f32 / MIB).clamp(0.25, 4.0)
 }
 
-fn overlap(a: (u64, u64), b: (u64, u64)) -> u64 {
-    a.1.min(b.1).saturating_sub(a.0.max(b.0))
+/// Accounting blocks touched by bytes `[a, b)`.
+fn blocks_in(a: u64, b: u64, bs: u64) -> u64 {
+    if b <= a {
+        0
+    } else {
+        (b - 1) / bs - a / bs + 1
+    }
 }
 
 impl Prefetcher for LearnedPrefetcher {
@@ -203,7 +222,7 @@ impl Prefetcher for LearnedPrefetcher {
                     heur_req = Some((0, rec.file_size));
                     h.heur_lo = 0;
                     h.heur_hi = rec.file_size;
-                    heur_stats.issued += rec.file_size as f64;
+                    heur_stats.issued += blocks_in(0, rec.file_size, self.cfg.block.max(1)) as f64;
                 }
                 self.succ.observe_open(rec);
                 whole_file(rec, &mut cands);
@@ -213,29 +232,54 @@ impl Prefetcher for LearnedPrefetcher {
             }
             Op::Read => {
                 let (off, end) = (rec.offset, rec.offset + rec.len as u64);
+                let bs = self.cfg.block.max(1);
+                let (first_blk, last_blk) = (off / bs, (end.max(off + 1) - 1) / bs);
+                // Blocks this read touches for the first time (a block read by consecutive
+                // reads counts once), at most 64 of them.
+                let prev_blk = self.handles.get(&rec.handle).and_then(|h| h.last_blk);
+                let new_from = if prev_blk == Some(first_blk) { first_blk + 1 } else { first_blk };
+                let new_to = last_blk.min(new_from.saturating_add(63));
+                let new_mask = |a: u64, b: u64| -> u64 {
+                    // bits of new blocks overlapping byte range [a, b)
+                    if b <= a || new_to < new_from {
+                        return 0;
+                    }
+                    let (x, y) = ((a / bs).max(new_from), ((b - 1) / bs).min(new_to));
+                    if y < x {
+                        return 0;
+                    }
+                    let n = y - x + 1;
+                    let ones = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+                    ones << (x - new_from)
+                };
                 // What earlier decisions covered, and shadow labels for what the model skipped.
-                let mut covered = 0u64;
+                let mut covered_mask = 0u64;
                 let mut hits: [Option<Entry>; 16] = [None; 16];
                 let mut nh = 0;
-                self.pending.overlapping(rec.inode, off, end, 16, |e| {
+                let (qa, qb) = (first_blk * bs, (last_blk + 1) * bs);
+                self.pending.overlapping(rec.inode, qa, qb, 16, |e| {
                     if e.wanted && !e.evicted {
-                        covered += overlap((e.start, e.end), (off, end));
+                        covered_mask |= new_mask(e.start, e.end);
                     }
-                    e.consumed = true;
-                    if !e.emitted && !e.labeled {
-                        e.labeled = true;
-                        hits[nh] = Some(*e);
-                        nh += 1;
+                    if e.end > off && e.start < end {
+                        e.consumed = true;
+                        if !e.emitted && !e.labeled {
+                            e.labeled = true;
+                            hits[nh] = Some(*e);
+                            nh += 1;
+                        }
                     }
                 });
                 for e in hits.iter().take(nh).flatten() {
                     self.learn(e, true, shadow_weight(e));
                 }
-                model_stats.demand = rec.len as f64;
-                model_stats.covered = covered.min(rec.len as u64) as f64;
+                let new_blocks = if new_to >= new_from { (new_to - new_from + 1) as f64 } else { 0.0 };
+                model_stats.demand = new_blocks;
+                model_stats.covered = covered_mask.count_ones() as f64;
                 let h = self.handle(rec);
-                heur_stats.demand = rec.len as f64;
-                heur_stats.covered = overlap((h.heur_lo, h.heur_hi), (off, end)) as f64;
+                h.last_blk = Some(last_blk);
+                heur_stats.demand = new_blocks;
+                heur_stats.covered = new_mask(h.heur_lo, h.heur_hi).count_ones() as f64;
                 if let StreamObservation::Sequential { window } = h.heur.observe(off, rec.len as u64) {
                     let hi = (end + window).min(rec.file_size.max(end));
                     if h.heur_hi < off {
@@ -244,7 +288,9 @@ impl Prefetcher for LearnedPrefetcher {
                     }
                     let from = h.heur_hi.max(end);
                     if hi > from {
-                        heur_stats.issued += (hi - from) as f64;
+                        // blocks past the (block-rounded) range already issued
+                        let counted = h.heur_hi.div_ceil(bs) * bs;
+                        heur_stats.issued += blocks_in(from.max(counted), hi, bs) as f64;
                         heur_req = Some((from, hi - from));
                         h.heur_hi = hi;
                     }
@@ -309,9 +355,11 @@ impl Prefetcher for LearnedPrefetcher {
             if emitted {
                 let start = if seq { seq_from.min(c.offset) } else { c.offset };
                 let end = c.offset + c.len;
-                // Other files are speculative: queued behind this file's ranges of equal
-                // confidence, so they never hold up a read that is about to happen.
-                let score = if c.inode == rec.inode { p } else { 0.5 * p };
+                // Score = p scaled by urgency. Other files are speculative: queued behind this
+                // file's ranges of equal confidence, so they never hold up an imminent read.
+                // Deeper candidates are less urgent: the scheduler serves higher scores first.
+                let urgency = 1.0 - c.depth.min(8) as f32 / 16.0;
+                let score = if c.inode == rec.inode { p * urgency } else { 0.5 * p * urgency };
                 out.push(PrefetchRequest { inode: c.inode, offset: start, len: end - start, score });
                 self.stats.emitted += 1;
                 if seq {
@@ -320,7 +368,23 @@ impl Prefetcher for LearnedPrefetcher {
                 }
             }
             if wanted {
-                model_stats.issued += c.len as f64;
+                // Blocks not already counted for this handle's forward frontier.
+                let bs = self.cfg.block.max(1);
+                let (mut a, b) = (c.offset, c.offset + c.len);
+                if c.inode == rec.inode {
+                    if let Some(h) = self.handles.get_mut(&rec.handle) {
+                        if a < h.issued_hi && a >= h.issued_lo {
+                            a = h.issued_hi;
+                        }
+                        if b > h.issued_hi {
+                            if a > h.issued_hi {
+                                h.issued_lo = a / bs * bs;
+                            }
+                            h.issued_hi = (b.div_ceil(bs) * bs).max(h.issued_hi);
+                        }
+                    }
+                }
+                model_stats.issued += blocks_in(a, b, bs) as f64;
             }
             let e = Entry {
                 inode: c.inode,

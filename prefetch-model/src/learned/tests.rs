@@ -114,6 +114,8 @@ fn falls_back_to_the_heuristic_when_the_model_loses() {
         p.on_access(&rec(Op::Read, 1, 1, k * (256 << 10), 256 << 10, size), &EmptyCatalog, &mut out);
     }
     assert_eq!(p.stats().emitted, 0);
+    let (m, h) = p.class_scores(FormatClass::TfRecord as u8, candidates::Shape::Sequential);
+    assert!(m.unwrap() < h.unwrap(), "model {m:?} heuristic {h:?}");
     assert!(p.in_fallback(FormatClass::TfRecord as u8, candidates::Shape::Sequential));
     assert!(p.stats().fallback_emitted > 0);
     // the heuristic's requests run ahead of the reader
@@ -201,7 +203,7 @@ fn trace_handle() {
             own[out.iter().any(|q| q.inode == r.inode) as usize] += 1;
         }
         let pick = std::env::var("PM_OPENS").is_ok() && r.op == Op::Open && r.handle % 37 == 0;
-        if (r.handle == 1 || pick) && n < 2000 && !out.is_empty() || pick {
+        if (r.handle == std::env::var("PM_H").ok().and_then(|s| s.parse().ok()).unwrap_or(1) || pick) && n < 2000 && !out.is_empty() || pick {
             n += 1;
             println!("{:?} h{} ino{} {}K -> {:?}", r.op, r.handle, r.inode, r.offset >> 10, out.iter().map(|q| (q.offset >> 10, q.len >> 10, (q.score * 100.0) as u32)).collect::<Vec<_>>());
         }
