@@ -223,7 +223,10 @@ impl HandleState {
             let hi = MIB << k;
             let start = (base + lo).max(self.considered[k]).max(self.emitted_until);
             let end = (base + hi).min(self.file_size);
-            if end > start {
+            // New bytes are proposed in grains of up to 1 MiB (fewer candidates per read);
+            // the file's tail is proposed whatever its size.
+            let grain = (hi - lo).min(MIB);
+            if end > start && (end - start >= grain || end == self.file_size) {
                 out.push(self.cand(Gen::Sequential, k as u8, start, end - start));
                 self.considered[k] = end;
             }
@@ -598,14 +601,21 @@ mod tests {
         assert_eq!(ranges[2], (2, e + 2 * MIB, 2 * MIB));
         assert_eq!(ranges.len(), SEQ_DEPTHS);
         assert_eq!(ranges[7], (7, e + 64 * MIB, 64 * MIB));
-        // next read: each bucket only proposes bytes it has not considered
+        // next reads: each bucket only proposes bytes it has not considered, in 1 MiB grains
+        for k in 1..4u64 {
+            out.clear();
+            assert!(h.observe_read(k * e, 1 << 18));
+            h.sequential(&mut out);
+            assert!(out.is_empty(), "{out:?}");
+        }
         out.clear();
-        assert!(h.observe_read(e, 1 << 18));
+        assert!(h.observe_read(4 * e, 1 << 18));
         h.sequential(&mut out);
         let ranges: Vec<_> = out.iter().map(|c| (c.depth, c.offset, c.len)).collect();
-        assert_eq!(ranges[0], (0, e + MIB, e)); // moved into bucket 0
-        assert_eq!(*ranges.last().unwrap(), (7, e + 128 * MIB, e));
-        assert!(h.run >= 2);
+        assert_eq!(ranges[0], (0, 5 * e, MIB)); // moved into bucket 0
+        assert_eq!(*ranges.last().unwrap(), (7, e + 128 * MIB, MIB));
+        assert_eq!(ranges.len(), SEQ_DEPTHS);
+        assert!(h.run >= 5);
     }
 
     #[test]

@@ -64,12 +64,12 @@ impl Pending {
         self.index.len()
     }
 
-    /// Whether an entry the model wanted (emitted or would have) starts exactly here and is
-    /// still outstanding (not consumed by a read, not reported evicted).
-    pub fn wanted_at(&self, inode: u64, start: u64) -> bool {
+    /// Whether an emitted entry starts exactly here and is still outstanding (not consumed by
+    /// a read, not reported evicted): asking for it again would be a duplicate.
+    pub fn emitted_at(&self, inode: u64, start: u64) -> bool {
         self.index
             .range((inode, start, 0)..=(inode, start, u8::MAX))
-            .any(|(_, &slot)| self.ring[slot].is_some_and(|e| e.wanted && !e.consumed && !e.evicted))
+            .any(|(_, &slot)| self.ring[slot].is_some_and(|e| e.emitted && !e.consumed && !e.evicted))
     }
 
     /// Inserts an entry, returning the one it pushed out of the ring (if any).

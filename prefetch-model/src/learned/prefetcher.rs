@@ -65,8 +65,26 @@ struct Handle {
     heur_lo: u64,
     heur_hi: u64,
     last_blk: Option<u64>,
-    issued_lo: u64,
-    issued_hi: u64,
+    counted: [u64; 64],
+}
+
+impl Handle {
+    /// Blocks of `[a, b)` not counted as issued before (then remembered as counted).
+    fn count_new(&mut self, a: u64, b: u64, bs: u64) -> u64 {
+        if b <= a {
+            return 0;
+        }
+        let (first, last) = (a / bs, (b - 1) / bs);
+        let mut fresh = 0;
+        for blk in first..=last.min(first + 63) {
+            let slot = &mut self.counted[(blk % 64) as usize];
+            if *slot != blk + 1 {
+                *slot = blk + 1;
+                fresh += 1;
+            }
+        }
+        fresh + last.saturating_sub(first + 63)
+    }
 }
 
 /// Counters for reports and tests.
@@ -182,8 +200,7 @@ impl LearnedPrefetcher {
             heur_lo: 0,
             heur_hi: 0,
             last_blk: None,
-            issued_lo: 0,
-            issued_hi: 0,
+            counted: [0; 64],
         });
         h.st.touched = self.clock;
         h
@@ -328,7 +345,7 @@ impl Prefetcher for LearnedPrefetcher {
         let run_b = count_bucket(run);
         let prog_b = program_bucket(rec.program_hash);
         for c in cands.iter().take(self.cfg.max_candidates) {
-            if self.pending.wanted_at(c.inode, c.offset) {
+            if self.pending.emitted_at(c.inode, c.offset) {
                 continue;
             }
             let r = self.ratio[class][c.gen.index()];
@@ -368,23 +385,15 @@ impl Prefetcher for LearnedPrefetcher {
                 }
             }
             if wanted {
-                // Blocks not already counted for this handle's forward frontier.
+                // Blocks not already counted for this handle (a small direct-mapped memory of
+                // counted blocks; ranges past 64 blocks count their tail as new).
                 let bs = self.cfg.block.max(1);
-                let (mut a, b) = (c.offset, c.offset + c.len);
-                if c.inode == rec.inode {
-                    if let Some(h) = self.handles.get_mut(&rec.handle) {
-                        if a < h.issued_hi && a >= h.issued_lo {
-                            a = h.issued_hi;
-                        }
-                        if b > h.issued_hi {
-                            if a > h.issued_hi {
-                                h.issued_lo = a / bs * bs;
-                            }
-                            h.issued_hi = (b.div_ceil(bs) * bs).max(h.issued_hi);
-                        }
-                    }
-                }
-                model_stats.issued += blocks_in(a, b, bs) as f64;
+                let (a, b) = (c.offset, c.offset + c.len);
+                let fresh = match self.handles.get_mut(&rec.handle) {
+                    Some(h) if c.inode == rec.inode => h.count_new(a, b, bs),
+                    _ => blocks_in(a, b, bs),
+                };
+                model_stats.issued += fresh as f64;
             }
             let e = Entry {
                 inode: c.inode,

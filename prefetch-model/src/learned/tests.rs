@@ -61,14 +61,15 @@ fn emitted_bytes(p: &mut LearnedPrefetcher, recs: &[TraceRecord], filter: u64) -
 #[test]
 fn offline_training_separates_sequential_from_random_handles() {
     let train_set = [mixed(3, 1)];
-    let model = train(&train_set, &TrainConfig { passes: 2, ..TrainConfig::default() });
+    let model = train(&train_set, &TrainConfig { passes: 2, bits: 18, ..TrainConfig::default() });
     let test = mixed(1, 2);
     let mut p = LearnedPrefetcher::new(model.clone(), LearnedConfig { learn_online: false, ..Default::default() });
     let seq = emitted_bytes(&mut p, &test.records, 100);
+    let seq_stats = p.stats();
     let mut p = LearnedPrefetcher::new(model, LearnedConfig { learn_online: false, ..Default::default() });
     let rnd = emitted_bytes(&mut p, &test.records, 500);
     // the sequential file is prefetched nearly whole, the random one hardly at all
-    assert!(seq >= 48 * MIB, "sequential prefetched {seq}");
+    assert!(seq >= 48 * MIB, "sequential prefetched {seq} {seq_stats:?}");
     assert!(rnd <= 4 * MIB, "random prefetched {rnd}");
 }
 
@@ -178,6 +179,14 @@ fn diagnose_workload() {
     for online in [true, false] {
         let mut p = LearnedPrefetcher::new(model.clone(), LearnedConfig { learn_online: online, ..Default::default() });
         let r = crate::sim::replay(&w, &mut p, &crate::sim::SimConfig::default());
+        for f in FormatClass::ALL {
+            for sh in [candidates::Shape::Fresh, candidates::Shape::Sequential, candidates::Shape::Strided, candidates::Shape::Extents, candidates::Shape::Random] {
+                let (m, h) = p.class_scores(f as u8, sh);
+                if m.is_some() {
+                    println!("  {f:?} {sh:?}: model {m:.2?} heuristic {h:.2?} fallback {}", p.in_fallback(f as u8, sh));
+                }
+            }
+        }
         println!("online={online} misses {} late {} wasted {} stats {:?} fallback classes {}", r.misses, r.late, r.wasted_bytes >> 20, p.stats(), p.fallback_classes());
     }
     let head: Vec<_> = w.records.iter().take(12).map(|r| (r.op, r.stream, r.handle, r.offset, r.len, r.file_size, r.format)).collect();
@@ -209,4 +218,21 @@ fn trace_handle() {
         }
     }
     println!("opens without/with a request for their own file: {own:?}");
+}
+
+#[test]
+#[ignore]
+fn debug_p() {
+    use super::features::*;
+    let train_set = [mixed(3, 1)];
+    let model = train(&train_set, &TrainConfig { passes: 2, bits: 18, ..TrainConfig::default() });
+    for run in [0u64, 1, 4, 16, 64, 200] {
+        let ps: Vec<_> = (0..8u8)
+            .map(|d| {
+                let c = Context { gen: 1, depth: d, format: FormatClass::TfRecord as u8, size: size_bucket(64 * MIB), req: size_bucket(256 << 10), run: count_bucket(run), ratio: 0, program: 0, shape: if run > 0 { 1 } else { 0 } };
+                (model.ftrl.predict(c.features(&model.ftrl).slots()) * 100.0) as u32
+            })
+            .collect();
+        println!("run {run}: {ps:?}");
+    }
 }

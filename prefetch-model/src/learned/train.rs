@@ -30,7 +30,7 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { passes: 3, horizon: 4096, bits: 18, params: FtrlParams::default() }
+        Self { passes: 3, horizon: 4096, bits: 16, params: FtrlParams::default() }
     }
 }
 
@@ -64,7 +64,7 @@ pub fn train_from(mut model: Model, workloads: &[Workload], cfg: &TrainConfig) -
 /// Seed and scale of the suite the default model is trained on.
 pub const DEFAULT_TRAIN_SEED: u64 = 0x5eed_0001;
 /// Suite scale of the default model's training set (small: trained at first use, in well under a second in release).
-pub const DEFAULT_TRAIN_SCALE: f64 = 0.004;
+pub const DEFAULT_TRAIN_SCALE: f64 = 0.02;
 
 /// The default model: trained once per process on the workload suite at a small scale (a
 /// different seed than evaluations use).
