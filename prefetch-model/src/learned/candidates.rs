@@ -341,8 +341,11 @@ impl HandleState {
             return None;
         }
         let idx = |k: usize| self.extents[(self.nextents - n + k) % 16] as i64;
-        let deltas: Vec<i64> = (1..n).map(|k| idx(k) - idx(k - 1)).collect();
-        let m = deltas.len();
+        let mut deltas = [0i64; 15];
+        for (k, d) in deltas.iter_mut().enumerate().take(n - 1) {
+            *d = idx(k + 1) - idx(k);
+        }
+        let m = n - 1;
         for p in 1..=4usize {
             if m <= p {
                 break;
@@ -476,9 +479,34 @@ impl SuccessorTable {
     }
 }
 
+/// A fast deterministic hasher for integer keys (inodes, handles, directory hashes).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 32)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(29) ^ n).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// Builds [`IntHasher`]s (the same on every run, unlike std's seeded hasher).
+pub type IntMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IntHasher>>;
+
 struct DirState {
     files: Vec<FileRef>,
-    index: HashMap<u64, u32>,
+    index: IntMap<u64, u32>,
     read: Vec<bool>,
     nread: usize,
     touched: u64,
@@ -486,7 +514,7 @@ struct DirState {
 
 /// Directories being read file by file: which of their files were read this epoch.
 pub struct DirTracker {
-    dirs: HashMap<u64, DirState>,
+    dirs: IntMap<u64, DirState>,
     max_dirs: usize,
     max_files: usize,
     clock: u64,
@@ -495,7 +523,7 @@ pub struct DirTracker {
 impl DirTracker {
     /// Tracks at most `max_dirs` directories of at most `max_files` files each.
     pub fn new(max_dirs: usize, max_files: usize) -> Self {
-        Self { dirs: HashMap::new(), max_dirs: max_dirs.max(1), max_files, clock: 0 }
+        Self { dirs: IntMap::default(), max_dirs: max_dirs.max(1), max_files, clock: 0 }
     }
 
     /// Directories tracked.

@@ -30,7 +30,18 @@ pub struct Ftrl {
     params: FtrlParams,
     /// Interleaved `z, n` per slot (one cache line holds both).
     zn: Vec<[f32; 2]>,
+    /// The weight each slot's `(z, n)` gives, kept current so a prediction is plain loads.
+    w: Vec<f32>,
     mask: u32,
+}
+
+/// The FTRL-Proximal weight of a slot from its accumulators.
+#[inline]
+fn weight_of(p: &FtrlParams, z: f32, n: f32) -> f32 {
+    if z.abs() <= p.l1 {
+        return 0.0;
+    }
+    -(z - z.signum() * p.l1) / ((p.beta + n.sqrt()) / p.alpha + p.l2)
 }
 
 /// Logistic function, clamped so a saturated sum never returns exactly 0 or 1.
@@ -44,13 +55,14 @@ impl Ftrl {
     pub fn new(bits: u32, params: FtrlParams) -> Self {
         let bits = bits.clamp(4, 20);
         let size = 1usize << bits;
-        Self { params, zn: vec![[0.0, 0.0]; size], mask: (size - 1) as u32 }
+        Self { params, zn: vec![[0.0, 0.0]; size], w: vec![0.0; size], mask: (size - 1) as u32 }
     }
 
     /// Rebuilds a model from saved state (`zn.len()` must be a power of two; checked by the caller).
     pub(crate) fn from_parts(params: FtrlParams, zn: Vec<[f32; 2]>) -> Self {
         let mask = (zn.len().max(1) - 1) as u32;
-        Self { params, zn, mask }
+        let w = zn.iter().map(|&[z, n]| weight_of(&params, z, n)).collect();
+        Self { params, zn, w, mask }
     }
 
     /// Settings.
@@ -76,12 +88,7 @@ impl Ftrl {
 
     #[inline]
     fn weight(&self, slot: u32) -> f32 {
-        let [z, n] = self.zn[(slot & self.mask) as usize];
-        if z.abs() <= self.params.l1 {
-            return 0.0;
-        }
-        let p = &self.params;
-        -(z - z.signum() * p.l1) / ((p.beta + n.sqrt()) / p.alpha + p.l2)
+        self.w[(slot & self.mask) as usize]
     }
 
     /// Probability that the example with these active slots is positive.
@@ -103,6 +110,8 @@ impl Ftrl {
             let sigma = ((n + g * g).sqrt() - n.sqrt()) / alpha;
             cell[0] += g - sigma * w;
             cell[1] = n + g * g;
+            let (z, n) = (cell[0], cell[1]);
+            self.w[(i & self.mask) as usize] = weight_of(&self.params, z, n);
         }
     }
 

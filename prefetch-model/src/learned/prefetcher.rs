@@ -1,10 +1,8 @@
 //! [`LearnedPrefetcher`]: generators propose, the model scores, the bandit sets how much to
 //! emit per class, the fallback hands a losing class to the heuristic, feedback trains online.
 
-use std::collections::HashMap;
-
 use super::bandit::{class_of, Control, ControlConfig, WindowStats};
-use super::candidates::{whole_file, Candidate, DirTracker, Gen, HandleState, Shape, SuccessorTable, WHOLE_FILE_MAX};
+use super::candidates::{whole_file, Candidate, IntMap, DirTracker, Gen, HandleState, Shape, SuccessorTable, WHOLE_FILE_MAX};
 use super::features::{count_bucket, program_bucket, ratio_bucket, size_bucket, Context};
 use super::model::Model;
 use super::pending::{Entry, Pending};
@@ -106,7 +104,7 @@ pub struct LearnedPrefetcher {
     cfg: LearnedConfig,
     control: Control,
     pending: Pending,
-    handles: HashMap<u64, Handle>,
+    handles: IntMap<u64, Handle>,
     succ: SuccessorTable,
     dirs: DirTracker,
     ratio: Vec<[(f32, u32); 7]>,
@@ -123,7 +121,7 @@ impl LearnedPrefetcher {
             cfg,
             control: Control::new(cfg.control),
             pending: Pending::new(cfg.max_pending),
-            handles: HashMap::new(),
+            handles: IntMap::default(),
             succ: SuccessorTable::new(cfg.successor_bits),
             dirs: DirTracker::new(cfg.max_dirs, cfg.max_dir_files),
             ratio: vec![[(0.5, 0); 7]; super::bandit::CLASSES],
@@ -337,15 +335,22 @@ impl Prefetcher for LearnedPrefetcher {
         let mut seq_emitted_until = None;
         // Sequential emission stays contiguous: a wanted bucket is fetched from what the handle
         // already has in flight (a shallower arm earlier may have left a gap before it).
-        let mut seq_from = match (rec.op, self.handles.get(&rec.handle)) {
-            (Op::Read, Some(h)) => h.st.emitted_until.max(h.st.frontier),
-            _ => u64::MAX,
+        let (mut seq_from, emitted_range) = match (rec.op, self.handles.get(&rec.handle)) {
+            (Op::Read, Some(h)) => {
+                (h.st.emitted_until.max(h.st.frontier), (h.st.emitted_from, h.st.emitted_until))
+            }
+            _ => (u64::MAX, (0, 0)),
         };
         let req_b = size_bucket(rec.len as u64);
         let run_b = count_bucket(run);
         let prog_b = program_bucket(rec.program_hash);
         for c in cands.iter().take(self.cfg.max_candidates) {
-            if self.pending.emitted_at(c.inode, c.offset) {
+            // Ranges inside what the sequential stream already asked for are not scored again.
+            let inside = c.gen != Gen::Sequential
+                && c.inode == rec.inode
+                && c.offset >= emitted_range.0
+                && c.offset + c.len <= emitted_range.1;
+            if inside || self.pending.emitted_at(c.inode, c.offset) {
                 continue;
             }
             let r = self.ratio[class][c.gen.index()];
@@ -369,9 +374,13 @@ impl Prefetcher for LearnedPrefetcher {
                 seq_blocked = true;
             }
             let emitted = wanted && !fallback && self.cfg.emit;
+            // A wanted sequential bucket covers from what the handle already has (see seq_from).
+            let start = if seq && wanted { seq_from.min(c.offset) } else { c.offset };
+            let end = c.offset + c.len;
+            if seq && wanted {
+                seq_from = end;
+            }
             if emitted {
-                let start = if seq { seq_from.min(c.offset) } else { c.offset };
-                let end = c.offset + c.len;
                 // Score = p scaled by urgency. Other files are speculative: queued behind this
                 // file's ranges of equal confidence, so they never hold up an imminent read.
                 // Deeper candidates are less urgent: the scheduler serves higher scores first.
@@ -381,14 +390,13 @@ impl Prefetcher for LearnedPrefetcher {
                 self.stats.emitted += 1;
                 if seq {
                     seq_emitted_until = Some(end);
-                    seq_from = end;
                 }
             }
             if wanted {
                 // Blocks not already counted for this handle (a small direct-mapped memory of
                 // counted blocks; ranges past 64 blocks count their tail as new).
                 let bs = self.cfg.block.max(1);
-                let (a, b) = (c.offset, c.offset + c.len);
+                let (a, b) = (start, end);
                 let fresh = match self.handles.get_mut(&rec.handle) {
                     Some(h) if c.inode == rec.inode => h.count_new(a, b, bs),
                     _ => blocks_in(a, b, bs),
@@ -397,8 +405,8 @@ impl Prefetcher for LearnedPrefetcher {
             }
             let e = Entry {
                 inode: c.inode,
-                start: c.offset,
-                end: c.offset + c.len,
+                start,
+                end,
                 feats,
                 gen: c.gen,
                 depth: c.depth,
