@@ -51,7 +51,9 @@ impl Default for LearnedConfig {
             successor_bits: 14,
             max_dirs: 64,
             max_dir_files: 1 << 16,
-            heuristic: ReadaheadConfig::default(),
+            // Mountpoint-like: doubling to 64 MiB (a deeper window per stream starves the
+            // scheduler's budget when many streams read at once).
+            heuristic: ReadaheadConfig { max: 64 << 20, ..ReadaheadConfig::default() },
             block: 1 << 20,
         }
     }

@@ -111,9 +111,17 @@ fn falls_back_to_the_heuristic_when_the_model_loses() {
     let size = 1 << 30;
     let mut out = Vec::new();
     p.on_access(&rec(Op::Open, 1, 1, 0, 0, size), &EmptyCatalog, &mut out);
+    let mut uncovered_late = 0;
     for k in 0..2048u64 {
-        p.on_access(&rec(Op::Read, 1, 1, k * (256 << 10), 256 << 10, size), &EmptyCatalog, &mut out);
+        let (off, len) = (k * (256 << 10), 256 << 10);
+        // once the class fell back, every read lies in a range requested before it
+        let covered = out.iter().any(|q| q.offset <= off && off + len <= q.offset + q.len);
+        if k > 1200 && !covered {
+            uncovered_late += 1;
+        }
+        p.on_access(&rec(Op::Read, 1, 1, off, len as u32, size), &EmptyCatalog, &mut out);
     }
+    assert_eq!(uncovered_late, 0, "{:?}", &out[..out.len().min(40)]);
     assert_eq!(p.stats().emitted, 0);
     let (m, h) = p.class_scores(FormatClass::TfRecord as u8, candidates::Shape::Sequential);
     assert!(m.unwrap() < h.unwrap(), "model {m:?} heuristic {h:?}");
