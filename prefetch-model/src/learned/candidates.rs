@@ -218,7 +218,10 @@ impl HandleState {
     /// Sequential candidates past the frontier, one per depth bucket not yet considered there.
     pub fn sequential(&mut self, out: &mut Vec<Candidate>) {
         let base = self.frontier;
-        for k in 0..SEQ_DEPTHS {
+        // After a jump only the nearest 2 MiB are proposed: deeper ranges of a handle that is
+        // not reading sequentially are speculation the model cannot learn from one read.
+        let depths = if self.run == 0 { 2 } else { SEQ_DEPTHS };
+        for k in 0..depths {
             let lo = if k == 0 { 0 } else { MIB << (k - 1) };
             let hi = MIB << k;
             let start = (base + lo).max(self.considered[k]).max(self.emitted_until);

@@ -196,51 +196,18 @@ fn diagnose_workload() {
             }
         }
         println!("online={online} misses {} late {} wasted {} stats {:?} fallback classes {}", r.misses, r.late, r.wasted_bytes >> 20, p.stats(), p.fallback_classes());
+        assert_eq!(r.used_prefetched + r.wasted_prefetched, r.prefetched_blocks);
     }
-    let head: Vec<_> = w.records.iter().take(12).map(|r| (r.op, r.stream, r.handle, r.offset, r.len, r.file_size, r.format)).collect();
-    println!("{head:#?}");
 }
 
 #[test]
-#[ignore]
-fn trace_handle() {
-    let name = std::env::var("PM_WL").unwrap_or_else(|_| "webdataset-tar".into());
-    let w = crate::workloads::generate(&name, 7, 0.3).expect("workload");
-    let mut p = LearnedPrefetcher::new(default_model(), LearnedConfig { learn_online: false, ..Default::default() });
-    let mut layouts = crate::sim::LayoutTracker::default();
-    let mut out = Vec::new();
-    let mut n = 0;
-    let mut own = [0u32; 2];
-    for r in &w.records {
-        out.clear();
-        let cat = crate::sim::SimCatalog { ns: &w.namespace, layouts: &layouts };
-        p.on_access(r, &cat, &mut out);
-        layouts.on_read(&w.namespace, r.inode, r.offset, r.offset + r.len as u64);
-        if r.op == Op::Open {
-            own[out.iter().any(|q| q.inode == r.inode) as usize] += 1;
-        }
-        let pick = std::env::var("PM_OPENS").is_ok() && r.op == Op::Open && r.handle % 37 == 0;
-        if (r.handle == std::env::var("PM_H").ok().and_then(|s| s.parse().ok()).unwrap_or(1) || pick) && n < 2000 && !out.is_empty() || pick {
-            n += 1;
-            println!("{:?} h{} ino{} {}K -> {:?}", r.op, r.handle, r.inode, r.offset >> 10, out.iter().map(|q| (q.offset >> 10, q.len >> 10, (q.score * 100.0) as u32)).collect::<Vec<_>>());
-        }
-    }
-    println!("opens without/with a request for their own file: {own:?}");
-}
-
-#[test]
-#[ignore]
-fn debug_p() {
-    use super::features::*;
-    let train_set = [mixed(3, 1)];
-    let model = train(&train_set, &TrainConfig { passes: 2, bits: 18, ..TrainConfig::default() });
-    for run in [0u64, 1, 4, 16, 64, 200] {
-        let ps: Vec<_> = (0..8u8)
-            .map(|d| {
-                let c = Context { gen: 1, depth: d, format: FormatClass::TfRecord as u8, size: size_bucket(64 * MIB), req: size_bucket(256 << 10), run: count_bucket(run), ratio: 0, program: 0, shape: if run > 0 { 1 } else { 0 } };
-                (model.ftrl.predict(c.features(&model.ftrl).slots()) * 100.0) as u32
-            })
-            .collect();
-        println!("run {run}: {ps:?}");
-    }
+fn default_model_is_trained_and_fits_the_file_limit() {
+    let m = default_model();
+    assert!(m.ftrl.nonzero() > 100, "{}", m.ftrl.nonzero());
+    let bytes = m.to_bytes();
+    assert!(bytes.len() as u64 <= MAX_MODEL_BYTES);
+    assert_eq!(Model::from_bytes(&bytes).unwrap(), m);
+    // deterministic: a second training gives the same bytes
+    let again = train(&crate::workloads::suite(DEFAULT_TRAIN_SEED, DEFAULT_TRAIN_SCALE), &TrainConfig::default());
+    assert_eq!(again.to_bytes(), bytes);
 }
