@@ -1,22 +1,31 @@
 //! The learned prefetcher: candidate generators scored by an online-trained model.
 //!
-//! - [`candidates`]: generators proposing ranges (sequential depths, stride, whole file,
-//!   format extents, successor files, directory siblings).
-//! - [`features`]: hashed features and crosses of a candidate.
-//! - [`ftrl`]: online logistic regression (FTRL-Proximal).
+//! On every access, generators propose byte ranges ([`candidates`]: sequential depth buckets,
+//! stride continuation, whole small file on open, next format extents and the reader's extent
+//! pattern, successor files, unread directory siblings). Each candidate's features
+//! ([`features`], hashed with crosses) are scored by logistic regression trained with
+//! FTRL-Proximal ([`ftrl`]); the probability that the range is used before eviction is the
+//! request's confidence. A per-class bandit picks the threshold and depth cap, and a class falls
+//! back to the doubling/whole-file heuristic while the model scores worse than it
+//! ([`bandit`]). Labels come online from [`crate::Feedback`] (emitted ranges) and from demand
+//! reads (ranges scored but not emitted), and offline from traces ([`train`]). The model file
+//! format is in [`model`].
 
+pub mod bandit;
 pub mod candidates;
 pub mod features;
 pub mod ftrl;
-pub mod bandit;
 pub mod model;
 mod pending;
 mod prefetcher;
+mod train;
 
 pub use model::{Model, ModelError, MAX_MODEL_BYTES};
 pub use prefetcher::{LearnedConfig, LearnedPrefetcher, LearnedStats};
-mod train;
+pub use train::{
+    default_model, evaluate, totals, train, train_from, TrainConfig, DEFAULT_TRAIN_SCALE,
+    DEFAULT_TRAIN_SEED,
+};
 
-pub use train::{default_model, evaluate, totals, train, train_from, TrainConfig, DEFAULT_TRAIN_SCALE, DEFAULT_TRAIN_SEED};
 #[cfg(test)]
 mod tests;
