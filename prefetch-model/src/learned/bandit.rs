@@ -15,8 +15,10 @@ pub struct Arm {
     pub max_depth: u8,
 }
 
-/// The arms every class chooses among, from cautious to aggressive.
-pub const ARMS: [Arm; 4] = [
+/// The arms every class chooses among, from cautious to aggressive. The first emits nothing:
+/// it wins where every prefetch loses (random reads of hot blocks).
+pub const ARMS: [Arm; 5] = [
+    Arm { threshold: 2.0, max_depth: 0 },
     Arm { threshold: 0.7, max_depth: 4 },
     Arm { threshold: 0.5, max_depth: 6 },
     Arm { threshold: 0.35, max_depth: 8 },
@@ -70,7 +72,7 @@ struct ClassState {
 impl Default for ClassState {
     fn default() -> Self {
         Self {
-            arm: 1,
+            arm: 2,
             accesses: 0,
             model: WindowStats::default(),
             heur: WindowStats::default(),
@@ -198,6 +200,13 @@ impl Control {
         let ema = |old: Option<f64>, x: f64| Some(old.map_or(x, |o| 0.7 * o + 0.3 * x));
         c.model_ema = ema(c.model_ema, ms);
         c.heur_ema = ema(c.heur_ema, hs);
+        // Where the model and the heuristic both lose bytes, stop prefetching; re-explore one
+        // window in eight.
+        if let (Some(m), Some(h)) = (c.model_ema, c.heur_ema) {
+            if m < 0.0 && h < 0.0 && c.windows % 8 != 0 {
+                c.arm = 0;
+            }
+        }
         if let (Some(m), Some(h)) = (c.model_ema, c.heur_ema) {
             if !c.fallback && c.windows >= cfg.min_windows && m < h - cfg.margin {
                 c.fallback = true;
@@ -251,12 +260,31 @@ mod tests {
         for _ in 0..400 {
             let a = c.arm_index(class);
             plays[a] += 1;
-            // arm 2 covers most with little waste
-            let cov = [3.0, 5.0, 9.0, 9.0][a];
-            let iss = [3.0, 5.0, 9.5, 16.0][a];
+            // arm 3 covers most with little waste
+            let cov = [0.0, 3.0, 5.0, 9.0, 9.0][a];
+            let iss = [0.0, 3.0, 5.0, 9.5, 16.0][a];
             c.record(class, w(10.0, cov, iss), w(10.0, 5.0, 5.0));
             c.tick(class);
         }
-        assert!(plays[2] > plays.iter().sum::<u32>() / 2, "{plays:?}");
+        assert!(plays[3] > plays.iter().sum::<u32>() / 2, "{plays:?}");
+    }
+
+    #[test]
+    fn bandit_stops_prefetching_where_every_prefetch_loses() {
+        let cfg = ControlConfig { window: 1, ..Default::default() };
+        let mut c = Control::new(cfg);
+        let mut off = 0;
+        for i in 0..400 {
+            let a = c.arm_index(3);
+            if i >= 200 && a == 0 {
+                off += 1;
+            }
+            // every emitting arm wastes what it issues
+            let iss = [0.0, 4.0, 8.0, 16.0, 32.0][a];
+            c.record(3, w(10.0, 0.0, iss), w(10.0, 0.0, 0.0));
+            c.tick(3);
+        }
+        assert!(off > 100, "{off}");
+        assert!(ARMS[0].threshold > 1.0);
     }
 }

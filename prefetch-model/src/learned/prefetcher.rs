@@ -87,6 +87,36 @@ impl Handle {
     }
 }
 
+/// Blocks demand reads touched lately (direct-mapped, fixed size). A re-read of one would hit
+/// the cache whatever the prefetcher did, so the bandit and the fallback do not count it as
+/// demand a prefetch could cover.
+struct RecentBlocks {
+    slots: Vec<u64>,
+}
+
+impl RecentBlocks {
+    fn new(bits: u32) -> Self {
+        Self { slots: vec![0; 1 << bits] }
+    }
+
+    /// Bit `i` set when block `first + i` (of at most 64) was read lately; marks them all read.
+    fn check_and_mark(&mut self, inode: u64, first: u64, last: u64) -> u64 {
+        let mut mask = 0u64;
+        if last < first {
+            return 0;
+        }
+        for (i, blk) in (first..=last.min(first + 63)).enumerate() {
+            let key = (inode.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ blk).wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1;
+            let slot = (key >> 40) as usize & (self.slots.len() - 1);
+            if self.slots[slot] == key {
+                mask |= 1 << i;
+            }
+            self.slots[slot] = key;
+        }
+        mask
+    }
+}
+
 /// Counters for reports and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LearnedStats {
@@ -111,6 +141,7 @@ pub struct LearnedPrefetcher {
     dirs: DirTracker,
     ratio: Vec<[(f32, u32); 7]>,
     cands: Vec<Candidate>,
+    recent: RecentBlocks,
     clock: u64,
     stats: LearnedStats,
 }
@@ -128,6 +159,7 @@ impl LearnedPrefetcher {
             dirs: DirTracker::new(cfg.max_dirs, cfg.max_dir_files),
             ratio: vec![[(0.5, 0); 7]; super::bandit::CLASSES],
             cands: Vec::with_capacity(64),
+            recent: RecentBlocks::new(16),
             clock: 0,
             stats: LearnedStats::default(),
         }
@@ -290,13 +322,17 @@ impl Prefetcher for LearnedPrefetcher {
                 for e in hits.iter().take(nh).flatten() {
                     self.learn(e, true, shadow_weight(e));
                 }
-                let new_blocks = if new_to >= new_from { (new_to - new_from + 1) as f64 } else { 0.0 };
+                // Blocks read lately would hit anyway: not counted as demand or coverage.
+                let cold = !self.recent.check_and_mark(rec.inode, new_from, new_to);
+                let n_new = if new_to >= new_from { new_to - new_from + 1 } else { 0 };
+                let all = if n_new >= 64 { u64::MAX } else { (1u64 << n_new) - 1 };
+                let new_blocks = (all & cold).count_ones() as f64;
                 model_stats.demand = new_blocks;
-                model_stats.covered = covered_mask.count_ones() as f64;
+                model_stats.covered = (covered_mask & cold).count_ones() as f64;
                 let h = self.handle(rec);
                 h.last_blk = Some(last_blk);
                 heur_stats.demand = new_blocks;
-                heur_stats.covered = new_mask(h.heur_lo, h.heur_hi).count_ones() as f64;
+                heur_stats.covered = (new_mask(h.heur_lo, h.heur_hi) & cold).count_ones() as f64;
                 if let StreamObservation::Sequential { window } = h.heur.observe(off, rec.len as u64) {
                     let hi = (end + window).min(rec.file_size.max(end));
                     if h.heur_hi < off {
