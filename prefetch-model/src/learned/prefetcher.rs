@@ -37,6 +37,10 @@ pub struct LearnedConfig {
     pub heuristic: ReadaheadConfig,
     /// Block size the bandit and fallback count demand, coverage and waste in (the cache's).
     pub block: u64,
+    /// Distinct blocks read since a block's last read for it to still count as cached (a
+    /// re-read within this many is not demand a prefetch could cover); about the cache's
+    /// blocks.
+    pub recent_blocks: u64,
 }
 
 impl Default for LearnedConfig {
@@ -55,6 +59,7 @@ impl Default for LearnedConfig {
             // scheduler's budget when many streams read at once).
             heuristic: ReadaheadConfig { max: 64 << 20, ..ReadaheadConfig::default() },
             block: 1 << 20,
+            recent_blocks: 512,
         }
     }
 }
@@ -91,12 +96,17 @@ impl Handle {
 /// the cache whatever the prefetcher did, so the bandit and the fallback do not count it as
 /// demand a prefetch could cover.
 struct RecentBlocks {
-    slots: Vec<u64>,
+    /// `(key, stamp)` per slot.
+    slots: Vec<(u64, u64)>,
+    /// Blocks marked so far.
+    stamp: u64,
+    /// How many marks back a block still counts as read lately (about the cache's blocks).
+    horizon: u64,
 }
 
 impl RecentBlocks {
-    fn new(bits: u32) -> Self {
-        Self { slots: vec![0; 1 << bits] }
+    fn new(bits: u32, horizon: u64) -> Self {
+        Self { slots: vec![(0, 0); 1 << bits], stamp: 0, horizon }
     }
 
     /// Bit `i` set when block `first + i` (of at most 64) was read lately; marks them all read.
@@ -108,10 +118,12 @@ impl RecentBlocks {
         for (i, blk) in (first..=last.min(first + 63)).enumerate() {
             let key = (inode.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ blk).wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1;
             let slot = (key >> 40) as usize & (self.slots.len() - 1);
-            if self.slots[slot] == key {
+            let (k, at) = self.slots[slot];
+            if k == key && self.stamp - at < self.horizon {
                 mask |= 1 << i;
             }
-            self.slots[slot] = key;
+            self.stamp += 1;
+            self.slots[slot] = (key, self.stamp);
         }
         mask
     }
@@ -159,7 +171,7 @@ impl LearnedPrefetcher {
             dirs: DirTracker::new(cfg.max_dirs, cfg.max_dir_files),
             ratio: vec![[(0.5, 0); 7]; super::bandit::CLASSES],
             cands: Vec::with_capacity(64),
-            recent: RecentBlocks::new(16),
+            recent: RecentBlocks::new(16, cfg.recent_blocks),
             clock: 0,
             stats: LearnedStats::default(),
         }
