@@ -55,9 +55,13 @@ pub const TEST_REGION: &str = "us-east-1";
 // Paths and environment
 // ---------------------------------------------------------------------------------------------
 
-/// The repository root (the root package's manifest dir).
+/// The repository root (the root package's manifest dir). Read at run time first: cargo sets it
+/// for test processes, and a test binary reused from a shared target dir built in another
+/// checkout would otherwise point at that checkout.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// `tests/support/` in the repository.
