@@ -272,8 +272,10 @@ fn object_changed_while_open_fails_clearly_never_mixes_bytes() {
     let old = common::pseudo_random_bytes(11, 24 << 20);
     let new = common::pseudo_random_bytes(12, 24 << 20);
     server.put("obj.bin", &old);
+    // No prefetching: the block at 20 MiB must be fetched after the change, so the stale path
+    // (the conditional GET failing) is what this test exercises.
     let m = MountSpec::s3(&server)
-        .args(&["--metadata-ttl", "0s"])
+        .args(&["--metadata-ttl", "0s", "--prefetch", "off"])
         .start();
     let f = fs::File::open(m.join("obj.bin")).unwrap();
     let mut buf = vec![0u8; 4096];
