@@ -53,6 +53,7 @@ fn cfg(dir: &Path) -> JournalConfig {
     JournalConfig {
         dir: dir.to_path_buf(),
         segment_bytes: 256 * 1024,
+        ..JournalConfig::new(dir)
     }
 }
 

@@ -341,6 +341,7 @@ fn cfg(dir: &std::path::Path) -> JournalConfig {
     JournalConfig {
         dir: dir.to_path_buf(),
         segment_bytes: SEGMENT_BYTES,
+        ..JournalConfig::new(dir)
     }
 }
 
