@@ -84,7 +84,7 @@ pub(crate) fn write(
     offset: u64,
 ) -> io::Result<Written> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    debug_assert!(offset % DIRECT_ALIGN == 0 && total % ALIGN == 0);
+    debug_assert!(offset.is_multiple_of(DIRECT_ALIGN) && total.is_multiple_of(ALIGN));
     if !buf.reserve(total.min(MAX_CHUNK)) {
         let mut iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         sys::pwritev_all(buffered, &mut iov, offset)?;
@@ -126,7 +126,7 @@ pub(crate) fn write(
                         "direct write wrote nothing",
                     ))
                 }
-                Ok(w) if (done + w) % ALIGN == 0 => done += w,
+                Ok(w) if (done + w).is_multiple_of(ALIGN) => done += w,
                 Ok(w) => {
                     // An unaligned short write: direct I/O cannot continue from there.
                     done += w;
@@ -165,7 +165,11 @@ mod tests {
         let p = b.slice(10_000).as_ptr() as usize;
         assert_eq!(p % ALIGN, 0);
         assert!(b.reserve(5000));
-        assert_eq!(b.slice(5000).as_ptr() as usize, p, "a smaller need reuses the buffer");
+        assert_eq!(
+            b.slice(5000).as_ptr() as usize,
+            p,
+            "a smaller need reuses the buffer"
+        );
     }
 
     #[test]

@@ -403,7 +403,8 @@ impl Journal {
             ];
             sys::pwritev_all(&seg.file, &mut iov, start)?;
         }
-        let record_end = offset + RECORD_HEADER_LEN + parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        let record_end =
+            offset + RECORD_HEADER_LEN + parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let tail;
         let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 3);
         all.push(header);
@@ -718,7 +719,11 @@ fn pad_to_boundary(at: u64) -> u64 {
 fn layout(st: &AppendState, big: bool, at: u64, total: u64) -> (bool, u64, u64) {
     if big && st.direct.is_some() && st.active.padding {
         let offset = pad_to_boundary(at);
-        (true, offset, pad_to_boundary(offset + RECORD_HEADER_LEN + total))
+        (
+            true,
+            offset,
+            pad_to_boundary(offset + RECORD_HEADER_LEN + total),
+        )
     } else {
         (false, at, at + RECORD_HEADER_LEN + total)
     }
@@ -947,7 +952,11 @@ impl Scan<'_> {
                 ));
             }
             if rh.lsn != next {
-                let what = if rh.padding { "padding record" } else { "record" };
+                let what = if rh.padding {
+                    "padding record"
+                } else {
+                    "record"
+                };
                 break Some(format!(
                     "{what} has lsn {} where lsn {next} was expected",
                     rh.lsn
@@ -956,7 +965,11 @@ impl Scan<'_> {
             let mut payload = vec![0u8; rh.len as usize];
             reader.read_exact(&mut payload).map_err(ctx)?;
             if format::record_crc(&rb, crc32c::crc32c(&payload), rh.len) != rh.crc {
-                let what = if rh.padding { "padding before" } else { "record" };
+                let what = if rh.padding {
+                    "padding before"
+                } else {
+                    "record"
+                };
                 break Some(format!("checksum mismatch in {what} lsn {}", rh.lsn));
             }
             if rh.padding {
@@ -1004,4 +1017,63 @@ impl Scan<'_> {
 fn assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Journal>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file system that takes `O_DIRECT` at open but refuses the writes (EINVAL): the record
+    /// still lands (buffered), and the journal stays buffered from then on.
+    #[test]
+    fn einval_on_a_direct_write_falls_back_to_buffered() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            segment_bytes: 1 << 20,
+            direct_io_min_bytes: Some(8192),
+            ..JournalConfig::new(dir.path())
+        };
+        let (j, _) = Journal::open(cfg.clone()).unwrap();
+        if !j.direct_io() {
+            eprintln!("SKIPPED: no O_DIRECT on {}", dir.path().display());
+            return;
+        }
+        let p: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let first = j.append(1, &[&p]).unwrap();
+        assert_eq!(first.offset % DIRECT_ALIGN, 0);
+        direct::FAIL_WITH_EINVAL.with(|f| f.set(true));
+        let second = j.append(2, &[&p[..50_000], &p[50_000..]]);
+        direct::FAIL_WITH_EINVAL.with(|f| f.set(false));
+        let second = second.unwrap();
+        assert!(!j.direct_io(), "EINVAL turned direct I/O off");
+        assert_eq!(
+            second.offset % DIRECT_ALIGN,
+            0,
+            "laid out for direct I/O before it failed"
+        );
+        let third = j.append(3, &[&p]).unwrap();
+        let end = |pos: &RecordPos| pos.offset + RECORD_HEADER_LEN + u64::from(pos.len);
+        // The failed direct write kept its trailing padding; after that, records are packed.
+        assert!(third.offset >= end(&second));
+        let fourth = j.append(4, &[&p]).unwrap();
+        assert_eq!(fourth.offset, end(&third), "buffered from now on: packed");
+        j.rotate().unwrap();
+        let fifth = j.append(5, &[&p]).unwrap();
+        assert_eq!(
+            fifth.offset, SEGMENT_HEADER_LEN,
+            "new segments are buffered too"
+        );
+        let all = [first, second, third, fourth, fifth];
+        for pos in &all {
+            let mut buf = vec![0u8; p.len()];
+            j.read_payload(pos, 0, &mut buf).unwrap();
+            assert!(buf == p);
+        }
+        drop(j);
+        let (_, replay) = Journal::open(cfg).unwrap();
+        assert_eq!(replay.truncated_tail_bytes, 0);
+        let got: Vec<RecordPos> = replay.records.iter().map(|r| r.pos).collect();
+        assert_eq!(got, all);
+        assert!(replay.records.iter().all(|r| r.payload == p));
+    }
 }

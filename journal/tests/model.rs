@@ -172,7 +172,10 @@ impl Model {
         for (from, to) in [(prev_end, pos.offset), (rec_end, seg_end)] {
             if direct {
                 assert_eq!(to % ALIGN, 0, "direct record and its padding are aligned");
-                assert!(to == from || (24..ALIGN + 24).contains(&(to - from)), "{from}..{to}");
+                assert!(
+                    to == from || (24..ALIGN + 24).contains(&(to - from)),
+                    "{from}..{to}"
+                );
             } else {
                 assert_eq!(from, to, "a buffered record is packed");
             }
