@@ -14,6 +14,14 @@ pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"CAIRNSEG";
 pub(crate) const CHECKPOINT_MAGIC: [u8; 8] = *b"CAIRNCKP";
 /// `"CJRN"` read as a little-endian u32.
 pub(crate) const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"CJRN");
+/// `"CJPD"` read as a little-endian u32: a padding record (skipped by replay, carries no lsn of
+/// its own). Only allowed in segments whose header has [`SEGMENT_FLAG_PADDING`].
+pub(crate) const PADDING_MAGIC: u32 = u32::from_le_bytes(*b"CJPD");
+/// Segment header flag: the segment may contain padding records. Builds that predate padding
+/// refuse the segment (unknown flag) instead of mistaking a padding record for a torn tail.
+pub(crate) const SEGMENT_FLAG_PADDING: u32 = 1;
+/// Alignment (file offset, memory address and length) of direct-I/O writes.
+pub(crate) const DIRECT_ALIGN: u64 = 4096;
 pub(crate) const CHECKPOINT_HEADER_LEN: usize = 32;
 
 /// Decoded segment header.
@@ -22,13 +30,16 @@ pub(crate) struct SegmentHeader {
     pub id: u64,
     /// The lsn the first record of this segment has (or will have).
     pub first_lsn: u64,
+    /// [`SEGMENT_FLAG_PADDING`] is set: padding records may appear.
+    pub padding: bool,
 }
 
 pub(crate) fn encode_segment_header(h: SegmentHeader) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut b = [0u8; SEGMENT_HEADER_LEN as usize];
     b[0..8].copy_from_slice(&SEGMENT_MAGIC);
     b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    // 12..16: flags, zero
+    let flags = if h.padding { SEGMENT_FLAG_PADDING } else { 0 };
+    b[12..16].copy_from_slice(&flags.to_le_bytes());
     b[16..24].copy_from_slice(&h.id.to_le_bytes());
     b[24..32].copy_from_slice(&h.first_lsn.to_le_bytes());
     let crc = crc32c::crc32c(&b[0..32]);
@@ -53,18 +64,22 @@ pub(crate) fn decode_segment_header(
     if crc != crc32c::crc32c(&b[0..32]) {
         return Err("segment header checksum mismatch".into());
     }
-    if u32_at(b, 12) != 0 || u32_at(b, 36) != 0 {
+    let flags = u32_at(b, 12);
+    if flags & !SEGMENT_FLAG_PADDING != 0 || u32_at(b, 36) != 0 {
         return Err("segment header has unknown flags set".into());
     }
     Ok(SegmentHeader {
         id: u64_at(b, 16),
         first_lsn: u64_at(b, 24),
+        padding: flags & SEGMENT_FLAG_PADDING != 0,
     })
 }
 
 /// Decoded record header (the crc is checked separately, once the payload is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordHeader {
+    /// A padding record (magic `CJPD`): `len` filler bytes, `lsn` is the next record's.
+    pub padding: bool,
     pub kind: u8,
     pub len: u32,
     pub lsn: u64,
@@ -112,6 +127,32 @@ pub(crate) fn encode_record_header_over(
     b
 }
 
+/// Builds a padding record header for `len` zero filler bytes, in front of the record with
+/// lsn `next_lsn` (its crc covers header bytes 0..20 and the zeroes, like a record's).
+pub(crate) fn encode_padding_header(len: u32, next_lsn: u64) -> [u8; RECORD_HEADER_LEN as usize] {
+    let mut b = [0u8; RECORD_HEADER_LEN as usize];
+    b[0..4].copy_from_slice(&PADDING_MAGIC.to_le_bytes());
+    // 4: kind, always 0; 5..8 reserved, zero
+    b[8..12].copy_from_slice(&len.to_le_bytes());
+    b[12..20].copy_from_slice(&next_lsn.to_le_bytes());
+    let crc = crc_of_zeroes(crc32c::crc32c(&b[0..20]), len as usize);
+    b[20..24].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// crc32c continued over `len` zero bytes.
+fn crc_of_zeroes(mut crc: u32, mut len: usize) -> u32 {
+    while len > 0 {
+        let n = len.min(ZEROES.len());
+        crc = crc32c::crc32c_append(crc, &ZEROES[..n]);
+        len -= n;
+    }
+    crc
+}
+
+/// Zero bytes for padding records' filler.
+pub(crate) static ZEROES: [u8; DIRECT_ALIGN as usize] = [0; DIRECT_ALIGN as usize];
+
 /// crc32c of (header bytes 0..20 ++ payload), given crc32c(payload).
 pub(crate) fn record_crc(
     header: &[u8; RECORD_HEADER_LEN as usize],
@@ -125,13 +166,19 @@ pub(crate) fn decode_record_header(
     b: &[u8; RECORD_HEADER_LEN as usize],
 ) -> Result<RecordHeader, String> {
     let magic = u32_at(b, 0);
-    if magic != RECORD_MAGIC {
-        return Err(format!("bad record magic {magic:#010x}"));
-    }
+    let padding = match magic {
+        RECORD_MAGIC => false,
+        PADDING_MAGIC => true,
+        _ => return Err(format!("bad record magic {magic:#010x}")),
+    };
     if b[5..8] != [0, 0, 0] {
         return Err("record header reserved bytes are not zero".into());
     }
+    if padding && b[4] != 0 {
+        return Err("padding record has a non-zero kind".into());
+    }
     Ok(RecordHeader {
+        padding,
         kind: b[4],
         len: u32_at(b, 8),
         lsn: u64_at(b, 12),
@@ -209,8 +256,11 @@ mod tests {
         let h = encode_segment_header(SegmentHeader {
             id: 0x2a,
             first_lsn: 5,
+            padding: true,
         });
         assert_eq!(&h[0..8], b"CAIRNSEG");
+        assert_eq!(h[12], 1, "padding flag is bit 0 of the flags");
+        assert_eq!(PADDING_MAGIC.to_le_bytes(), *b"CJPD");
         assert_eq!(h[16], 0x2a);
         assert_eq!(h[24], 5);
         let r = encode_record_header(9, 3, 7, crc32c::crc32c(b"abc"));
@@ -223,20 +273,53 @@ mod tests {
 
     #[test]
     fn segment_header_roundtrip_and_damage() {
-        let h = SegmentHeader {
-            id: 7,
-            first_lsn: 1234,
-        };
-        let b = encode_segment_header(h);
-        assert_eq!(decode_segment_header(&b), Ok(h));
-        for i in 0..b.len() {
-            let mut d = b;
-            d[i] ^= 0x10;
-            assert!(
-                decode_segment_header(&d).is_err(),
-                "flip at byte {i} went unnoticed"
-            );
+        for padding in [false, true] {
+            let h = SegmentHeader {
+                id: 7,
+                first_lsn: 1234,
+                padding,
+            };
+            let b = encode_segment_header(h);
+            assert_eq!(decode_segment_header(&b), Ok(h));
+            for i in 0..b.len() {
+                let mut d = b;
+                d[i] ^= 0x10;
+                assert!(
+                    decode_segment_header(&d).is_err(),
+                    "flip at byte {i} went unnoticed"
+                );
+            }
         }
+        // Flags other than the padding bit are refused even with a matching crc.
+        let mut b = encode_segment_header(SegmentHeader {
+            id: 7,
+            first_lsn: 1,
+            padding: false,
+        });
+        b[12] = 2;
+        let crc = crc32c::crc32c(&b[0..32]);
+        b[32..36].copy_from_slice(&crc.to_le_bytes());
+        assert!(decode_segment_header(&b).unwrap_err().contains("flags"));
+    }
+
+    #[test]
+    fn padding_header_roundtrip() {
+        for len in [0u32, 1, 4071, 4096, 10_000] {
+            let b = encode_padding_header(len, 77);
+            assert_eq!(&b[0..4], b"CJPD");
+            let h = decode_record_header(&b).unwrap();
+            assert!(h.padding);
+            assert_eq!((h.kind, h.len, h.lsn), (0, len, 77));
+            let mut whole = b[0..20].to_vec();
+            whole.resize(20 + len as usize, 0);
+            assert_eq!(h.crc, crc32c::crc32c(&whole));
+            assert_eq!(h.crc, record_crc(&b, crc32c::crc32c(&whole[20..]), len));
+        }
+        let mut b = encode_padding_header(8, 1);
+        b[4] = 1;
+        assert!(decode_record_header(&b).is_err(), "padding with a kind");
+        let r = encode_record_header(3, 0, 1, crc32c::crc32c(b""));
+        assert!(!decode_record_header(&r).unwrap().padding);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! append-only sequence of checksummed records spread over numbered segment files in one
 //! directory, plus one atomically replaced checkpoint file:
 //!
-//! - [`Journal::append`] writes one record with a single `pwritev` and hands back its
+//! - [`Journal::append`] writes one record with a single `pwritev` (or, for large payloads, with
+//!   `O_DIRECT` from an aligned staging buffer, bypassing the page cache) and hands back its
 //!   [`RecordPos`]; [`Journal::sync`] makes records durable with group commit (concurrent callers
 //!   share one `fdatasync`, and appends continue while it runs).
 //! - [`Journal::open`] replays: it returns the last checkpoint and every complete record after it,
@@ -20,6 +21,7 @@
 //! All calls are blocking std I/O; async callers run them under `tokio::task::spawn_blocking`.
 //! [`Journal`] is `Send + Sync` and meant to be shared behind an `Arc`.
 
+mod direct;
 mod error;
 mod format;
 mod sys;
@@ -30,17 +32,19 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, IoSlice, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 pub use error::JournalError;
 pub use format::{FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 
 use error::{corrupt, invalid, io_error, poisoned_error};
-use format::SegmentHeader;
+use format::{SegmentHeader, DIRECT_ALIGN};
 
 /// Default size past which the journal rolls over to a new segment (64 MiB).
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Default payload size from which appends use direct I/O (256 KiB).
+pub const DEFAULT_DIRECT_IO_MIN_BYTES: u64 = 256 << 10;
 
 const LOCK_FILE: &str = "LOCK";
 const CHECKPOINT_FILE: &str = "checkpoint";
@@ -54,6 +58,11 @@ pub struct JournalConfig {
     /// A record that would take the active segment past this many bytes goes into a new segment
     /// (a single record larger than this gets a segment of its own). Default 64 MiB.
     pub segment_bytes: u64,
+    /// Records whose payload has at least this many bytes are written with `O_DIRECT` at a
+    /// 4 KiB-aligned offset (behind a padding record), bypassing the page cache; `None` never
+    /// uses direct I/O. Where the file system refuses `O_DIRECT` the journal falls back to
+    /// buffered writes by itself. Default 256 KiB.
+    pub direct_io_min_bytes: Option<u64>,
 }
 
 impl JournalConfig {
@@ -62,6 +71,7 @@ impl JournalConfig {
         JournalConfig {
             dir: dir.into(),
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            direct_io_min_bytes: Some(DEFAULT_DIRECT_IO_MIN_BYTES),
         }
     }
 }
@@ -71,7 +81,8 @@ impl JournalConfig {
 pub struct RecordPos {
     /// Segment id (the number in `seg-<id>.log`).
     pub segment: u64,
-    /// Byte offset of the record header in the segment file.
+    /// Byte offset of the record header in the segment file (4 KiB-aligned for a record written
+    /// with direct I/O).
     pub offset: u64,
     /// The record's log sequence number.
     pub lsn: u64,
@@ -105,8 +116,11 @@ pub struct Replay {
 struct Segment {
     id: u64,
     file: File,
-    /// Bytes of complete records (plus header) in the file; readers never look past this.
+    /// Bytes of complete records and padding (plus header) in the file; readers never look past
+    /// this.
     len: AtomicU64,
+    /// The header carries the padding flag, so records may be padded to 4 KiB for direct I/O.
+    padding: bool,
 }
 
 /// What appends need, guarded by one mutex that is never held across an fdatasync of the
@@ -115,6 +129,10 @@ struct AppendState {
     active: Arc<Segment>,
     /// Next lsn to hand out.
     next_lsn: u64,
+    /// `O_DIRECT` descriptor of the active segment, when large appends bypass the page cache.
+    direct: Option<File>,
+    /// Staging buffer of direct writes, kept between appends (so it stays faulted in).
+    buf: direct::AlignedBuf,
 }
 
 /// The write-ahead log. See the crate docs; cheap calls take short locks, `sync` coordinates a
@@ -123,6 +141,10 @@ pub struct Journal {
     dir: PathBuf,
     dir_file: File,
     segment_bytes: u64,
+    /// `JournalConfig::direct_io_min_bytes`.
+    direct_min: Option<u64>,
+    /// Cleared once the file system refused `O_DIRECT`: from then on every append is buffered.
+    direct_ok: AtomicBool,
     /// Holds the flock on `<dir>/LOCK` for the journal's lifetime.
     _lock: File,
     append: Mutex<AppendState>,
@@ -212,8 +234,10 @@ impl Journal {
         }
         ids.sort_unstable();
 
+        let padding = cfg.direct_io_min_bytes.is_some();
         let mut scan = Scan {
             dir: &dir,
+            padding,
             ckpt_lsn,
             records: Vec::new(),
             truncated: 0,
@@ -242,12 +266,14 @@ impl Journal {
             // covers were lost or deleted): continue after the checkpoint in a fresh segment.
             (last, _) => {
                 let id = last.map_or(1, |id| id + 1);
-                let seg = Arc::new(create_segment(&dir, &dir_file, id, ckpt_lsn + 1)?);
+                let seg = Arc::new(create_segment(&dir, &dir_file, id, ckpt_lsn + 1, padding)?);
                 segments.insert(id, seg.clone());
                 (seg, ckpt_lsn + 1)
             }
         };
 
+        let direct_ok = AtomicBool::new(padding);
+        let direct = open_direct(&dir, &active, &direct_ok);
         let last_lsn = next_lsn - 1;
         let replay = Replay {
             checkpoint: checkpoint.map(|c| c.1),
@@ -258,9 +284,16 @@ impl Journal {
             dir,
             dir_file,
             segment_bytes: cfg.segment_bytes,
+            direct_min: cfg.direct_io_min_bytes,
+            direct_ok,
             _lock: lock_file,
             active_id: AtomicU64::new(active.id),
-            append: Mutex::new(AppendState { active, next_lsn }),
+            append: Mutex::new(AppendState {
+                active,
+                next_lsn,
+                direct,
+                buf: direct::AlignedBuf::default(),
+            }),
             segments: RwLock::new(segments),
             last_lsn: AtomicU64::new(last_lsn),
             durable_lsn: AtomicU64::new(last_lsn),
@@ -273,7 +306,10 @@ impl Journal {
     }
 
     /// Appends one record (payload = concatenation of `parts`, written with one `pwritev`, no
-    /// copy of the payload). Rolls to a new segment first if this record would take the active
+    /// copy of the payload). A payload of at least `JournalConfig::direct_io_min_bytes` is
+    /// instead staged in an aligned buffer and written with `O_DIRECT` at a 4 KiB boundary,
+    /// behind a padding record and followed by one up to the next boundary (see
+    /// `docs/JOURNAL.md`). Rolls to a new segment first if this record would take the active
     /// one past `segment_bytes` (the old segment is fdatasynced before the new one is used; the
     /// directory is fsynced after creating the file). On ENOSPC or any write error the segment is
     /// truncated back to its previous end, so nothing half-written stays, and
@@ -283,29 +319,36 @@ impl Journal {
         let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let len = u32::try_from(total)
             .map_err(|_| invalid(format!("record payload of {total} bytes exceeds 4 GiB - 1")))?;
-        let mut st = lock(&self.append);
+        let mut guard = lock(&self.append);
+        let st = &mut *guard;
         self.check_poison()?;
-        let record_bytes = RECORD_HEADER_LEN + total;
+        let big = self.direct_min.is_some_and(|min| total >= min);
         let end = st.active.len.load(Ordering::Acquire);
-        if end > SEGMENT_HEADER_LEN && end.saturating_add(record_bytes) > self.segment_bytes {
-            self.roll(&mut st)?;
+        if end > SEGMENT_HEADER_LEN && layout(st, big, end, total).2 > self.segment_bytes {
+            self.roll(st)?;
         }
         let seg = st.active.clone();
-        let offset = seg.len.load(Ordering::Acquire);
+        let start = seg.len.load(Ordering::Acquire);
+        let (direct, offset, new_end) = layout(st, big, start, total);
         let lsn = st.next_lsn;
         // One checksum pass over header and payload, under the lock (the lsn is only known
         // here); combining a payload checksum taken outside cost more CPU than it saved.
         let header = format::encode_record_header_over(kind, len, lsn, parts);
-        let mut iov = Vec::with_capacity(parts.len() + 1);
-        iov.push(IoSlice::new(&header));
-        iov.extend(
-            parts
-                .iter()
-                .filter(|p| !p.is_empty())
-                .map(|p| IoSlice::new(p)),
-        );
+        let written = if direct {
+            self.write_direct(st, &seg, start, offset, new_end, &header, parts)
+        } else {
+            let mut iov = Vec::with_capacity(parts.len() + 1);
+            iov.push(IoSlice::new(&header));
+            iov.extend(
+                parts
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| IoSlice::new(p)),
+            );
+            sys::pwritev_all(&seg.file, &mut iov, offset)
+        };
 
-        if let Err(e) = sys::pwritev_all(&seg.file, &mut iov, offset) {
+        if let Err(e) = written {
             let err = io_error(
                 e,
                 format_args!(
@@ -313,18 +356,18 @@ impl Journal {
                     seg.id
                 ),
             );
-            // Cut off whatever part of the record reached the file, and make the cut durable so
-            // a crash cannot bring the fragment back.
-            if let Err(te) = seg.file.set_len(offset).and_then(|()| seg.file.sync_all()) {
+            // Cut off whatever part of the record (or its padding) reached the file, and make
+            // the cut durable so a crash cannot bring the fragment back.
+            if let Err(te) = seg.file.set_len(start).and_then(|()| seg.file.sync_all()) {
                 self.set_poison(format!(
-                    "could not truncate segment {:016x} back to {offset} after a failed append \
+                    "could not truncate segment {:016x} back to {start} after a failed append \
                      ({te}); the append failed with: {err}",
                     seg.id
                 ));
             }
             return Err(err);
         }
-        seg.len.store(offset + record_bytes, Ordering::Release);
+        seg.len.store(new_end, Ordering::Release);
         st.next_lsn += 1;
         self.last_lsn.store(lsn, Ordering::Release);
         Ok(RecordPos {
@@ -333,6 +376,51 @@ impl Journal {
             lsn,
             len,
         })
+    }
+
+    /// Writes a record at the aligned `offset`: a padding record from `start` up to it (buffered;
+    /// it ends at a page boundary, so no page is shared with the direct write), then header,
+    /// payload and a padding record up to `end` in one direct write. If the file system refuses
+    /// direct I/O the bytes go through the page cache instead and later appends stay buffered.
+    #[allow(clippy::too_many_arguments)]
+    fn write_direct(
+        &self,
+        st: &mut AppendState,
+        seg: &Segment,
+        start: u64,
+        offset: u64,
+        end: u64,
+        header: &[u8; RECORD_HEADER_LEN as usize],
+        parts: &[&[u8]],
+    ) -> io::Result<()> {
+        let lsn = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+        if offset > start {
+            let fill = offset - start - RECORD_HEADER_LEN;
+            let pad = format::encode_padding_header(fill as u32, lsn);
+            let mut iov = [
+                IoSlice::new(&pad),
+                IoSlice::new(&format::ZEROES[..fill as usize]),
+            ];
+            sys::pwritev_all(&seg.file, &mut iov, start)?;
+        }
+        let record_end =
+            offset + RECORD_HEADER_LEN + parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        let tail;
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 3);
+        all.push(header);
+        all.extend_from_slice(parts);
+        if end > record_end {
+            let fill = end - record_end - RECORD_HEADER_LEN;
+            tail = format::encode_padding_header(fill as u32, lsn + 1);
+            all.push(&tail);
+            all.push(&format::ZEROES[..fill as usize]);
+        }
+        let fd = st.direct.as_ref().expect("layout chose direct I/O");
+        if direct::write(fd, &seg.file, &mut st.buf, &all, offset)? == direct::Written::FellBack {
+            st.direct = None;
+            self.direct_ok.store(false, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Returns once every record with lsn <= `lsn` is durable (fdatasync). Group commit:
@@ -451,7 +539,7 @@ impl Journal {
             .read_exact_at(&mut hb, pos.offset)
             .map_err(|e| io_error(e, format_args!("reading segment {:016x}", pos.segment)))?;
         match format::decode_record_header(&hb) {
-            Ok(h) if h.lsn == pos.lsn && h.len == pos.len => {}
+            Ok(h) if !h.padding && h.lsn == pos.lsn && h.len == pos.len => {}
             _ => {
                 return Err(invalid(format!(
                     "no record with lsn {} and length {} at offset {} of segment {:016x}",
@@ -482,7 +570,8 @@ impl Journal {
         self.durable_lsn
             .fetch_max(st.next_lsn - 1, Ordering::AcqRel);
         let id = old.id + 1;
-        let seg = match create_segment(&self.dir, &self.dir_file, id, st.next_lsn) {
+        let padding = self.direct_min.is_some() && self.direct_ok.load(Ordering::Acquire);
+        let seg = match create_segment(&self.dir, &self.dir_file, id, st.next_lsn, padding) {
             Ok(seg) => Arc::new(seg),
             Err(CreateError::Clean(e)) => return Err(e),
             Err(CreateError::Stray(e)) => {
@@ -499,6 +588,7 @@ impl Journal {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, seg.clone());
         self.active_id.store(id, Ordering::Release);
+        st.direct = open_direct(&self.dir, &seg, &self.direct_ok);
         st.active = seg;
         Ok(id)
     }
@@ -587,6 +677,12 @@ impl Journal {
             .collect()
     }
 
+    /// True while large appends are written with direct I/O: enabled by the config and not
+    /// refused by the file system (a refusal switches the journal to buffered writes for good).
+    pub fn direct_io(&self) -> bool {
+        self.direct_min.is_some() && self.direct_ok.load(Ordering::Acquire)
+    }
+
     /// Id of the segment appends currently go to.
     pub fn active_segment(&self) -> u64 {
         self.active_id.load(Ordering::Acquire)
@@ -603,6 +699,50 @@ impl Journal {
         let mut p = lock(&self.poison);
         if p.is_none() {
             *p = Some(why);
+        }
+    }
+}
+
+/// Rounds `at` up to the next 4 KiB boundary that leaves room for a padding record header
+/// (a gap of 1..24 bytes cannot hold one, so it grows by 4 KiB).
+fn pad_to_boundary(at: u64) -> u64 {
+    let up = at.next_multiple_of(DIRECT_ALIGN);
+    if up != at && up - at < RECORD_HEADER_LEN {
+        up + DIRECT_ALIGN
+    } else {
+        up
+    }
+}
+
+/// Where a record of `total` payload bytes appended at `at` goes: (written with direct I/O,
+/// offset of its header, end of what it occupies including padding).
+fn layout(st: &AppendState, big: bool, at: u64, total: u64) -> (bool, u64, u64) {
+    if big && st.direct.is_some() && st.active.padding {
+        let offset = pad_to_boundary(at);
+        (
+            true,
+            offset,
+            pad_to_boundary(offset + RECORD_HEADER_LEN + total),
+        )
+    } else {
+        (false, at, at + RECORD_HEADER_LEN + total)
+    }
+}
+
+/// Opens the `O_DIRECT` descriptor for appends to `seg`, if direct I/O is still on and the
+/// segment allows padding. EINVAL (the file system has no direct I/O) turns it off for good;
+/// other errors only cost this segment its direct writes.
+fn open_direct(dir: &Path, seg: &Segment, enabled: &AtomicBool) -> Option<File> {
+    if !seg.padding || !enabled.load(Ordering::Acquire) {
+        return None;
+    }
+    match direct::open(&dir.join(segment_file_name(seg.id))) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                enabled.store(false, Ordering::Release);
+            }
+            None
         }
     }
 }
@@ -636,12 +776,13 @@ impl From<CreateError> for JournalError {
 }
 
 /// Creates `seg-<id>.log` holding just its header, durable (file fdatasync + dir fsync). On
-/// failure the file is removed again.
+/// failure the file is removed again. `padding` sets the header flag that allows padding records.
 fn create_segment(
     dir: &Path,
     dir_file: &File,
     id: u64,
     first_lsn: u64,
+    padding: bool,
 ) -> Result<Segment, CreateError> {
     let path = dir.join(segment_file_name(id));
     let file = OpenOptions::new()
@@ -652,7 +793,11 @@ fn create_segment(
         .map_err(|e| {
             CreateError::Clean(io_error(e, format_args!("creating {}", path.display())))
         })?;
-    let header = format::encode_segment_header(SegmentHeader { id, first_lsn });
+    let header = format::encode_segment_header(SegmentHeader {
+        id,
+        first_lsn,
+        padding,
+    });
     let init = file
         .write_all_at(&header, 0)
         .and_then(|()| file.sync_data())
@@ -669,12 +814,15 @@ fn create_segment(
         id,
         file,
         len: AtomicU64::new(SEGMENT_HEADER_LEN),
+        padding,
     })
 }
 
 /// Replay state carried across segments.
 struct Scan<'a> {
     dir: &'a Path,
+    /// Whether a segment header rewritten by replay gets the padding flag.
+    padding: bool,
     ckpt_lsn: u64,
     records: Vec<ReplayedRecord>,
     truncated: u64,
@@ -714,6 +862,7 @@ impl Scan<'_> {
             let header = format::encode_segment_header(SegmentHeader {
                 id,
                 first_lsn: resume,
+                padding: self.padding,
             });
             file.set_len(0)
                 .and_then(|()| file.write_all_at(&header, 0))
@@ -724,6 +873,7 @@ impl Scan<'_> {
                 id,
                 file,
                 len: AtomicU64::new(SEGMENT_HEADER_LEN),
+                padding: self.padding,
             };
             return Ok((seg, resume));
         }
@@ -792,6 +942,9 @@ impl Scan<'_> {
                 Ok(h) => h,
                 Err(reason) => break Some(reason),
             };
+            if rh.padding && !header.padding {
+                break Some("padding record in a segment whose header does not allow them".into());
+            }
             if u64::from(rh.len) > left - RECORD_HEADER_LEN {
                 break Some(format!(
                     "record of {} payload bytes runs past the end of the file",
@@ -799,15 +952,30 @@ impl Scan<'_> {
                 ));
             }
             if rh.lsn != next {
+                let what = if rh.padding {
+                    "padding record"
+                } else {
+                    "record"
+                };
                 break Some(format!(
-                    "record has lsn {} where lsn {next} was expected",
+                    "{what} has lsn {} where lsn {next} was expected",
                     rh.lsn
                 ));
             }
             let mut payload = vec![0u8; rh.len as usize];
             reader.read_exact(&mut payload).map_err(ctx)?;
             if format::record_crc(&rb, crc32c::crc32c(&payload), rh.len) != rh.crc {
-                break Some(format!("checksum mismatch in record lsn {}", rh.lsn));
+                let what = if rh.padding {
+                    "padding before"
+                } else {
+                    "record"
+                };
+                break Some(format!("checksum mismatch in {what} lsn {}", rh.lsn));
+            }
+            if rh.padding {
+                // Filler in front of a direct-I/O record (or after one): no lsn of its own.
+                offset += RECORD_HEADER_LEN + u64::from(rh.len);
+                continue;
             }
             if rh.lsn > self.ckpt_lsn {
                 self.records.push(ReplayedRecord {
@@ -839,6 +1007,7 @@ impl Scan<'_> {
             id,
             file,
             len: AtomicU64::new(offset),
+            padding: header.padding,
         };
         Ok((seg, next))
     }
@@ -848,4 +1017,63 @@ impl Scan<'_> {
 fn assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Journal>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file system that takes `O_DIRECT` at open but refuses the writes (EINVAL): the record
+    /// still lands (buffered), and the journal stays buffered from then on.
+    #[test]
+    fn einval_on_a_direct_write_falls_back_to_buffered() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            segment_bytes: 1 << 20,
+            direct_io_min_bytes: Some(8192),
+            ..JournalConfig::new(dir.path())
+        };
+        let (j, _) = Journal::open(cfg.clone()).unwrap();
+        if !j.direct_io() {
+            eprintln!("SKIPPED: no O_DIRECT on {}", dir.path().display());
+            return;
+        }
+        let p: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let first = j.append(1, &[&p]).unwrap();
+        assert_eq!(first.offset % DIRECT_ALIGN, 0);
+        direct::FAIL_WITH_EINVAL.with(|f| f.set(true));
+        let second = j.append(2, &[&p[..50_000], &p[50_000..]]);
+        direct::FAIL_WITH_EINVAL.with(|f| f.set(false));
+        let second = second.unwrap();
+        assert!(!j.direct_io(), "EINVAL turned direct I/O off");
+        assert_eq!(
+            second.offset % DIRECT_ALIGN,
+            0,
+            "laid out for direct I/O before it failed"
+        );
+        let third = j.append(3, &[&p]).unwrap();
+        let end = |pos: &RecordPos| pos.offset + RECORD_HEADER_LEN + u64::from(pos.len);
+        // The failed direct write kept its trailing padding; after that, records are packed.
+        assert!(third.offset >= end(&second));
+        let fourth = j.append(4, &[&p]).unwrap();
+        assert_eq!(fourth.offset, end(&third), "buffered from now on: packed");
+        j.rotate().unwrap();
+        let fifth = j.append(5, &[&p]).unwrap();
+        assert_eq!(
+            fifth.offset, SEGMENT_HEADER_LEN,
+            "new segments are buffered too"
+        );
+        let all = [first, second, third, fourth, fifth];
+        for pos in &all {
+            let mut buf = vec![0u8; p.len()];
+            j.read_payload(pos, 0, &mut buf).unwrap();
+            assert!(buf == p);
+        }
+        drop(j);
+        let (_, replay) = Journal::open(cfg).unwrap();
+        assert_eq!(replay.truncated_tail_bytes, 0);
+        let got: Vec<RecordPos> = replay.records.iter().map(|r| r.pos).collect();
+        assert_eq!(got, all);
+        assert!(replay.records.iter().all(|r| r.payload == p));
+    }
 }

@@ -1,5 +1,6 @@
-//! Out-of-space behaviour on a real full file system: a 1 MiB tmpfs mounted for the test (needs
-//! root; skipped with a message otherwise).
+//! Behaviour on real special file systems mounted for the test (needs root; skipped with a
+//! message otherwise): out of space on a full 1 MiB tmpfs, with buffered and with direct-I/O
+//! records, and the fallback to buffered writes on ramfs, which has no `O_DIRECT`.
 
 mod common;
 
@@ -16,14 +17,18 @@ struct Mount(CString);
 
 impl Mount {
     fn tmpfs(at: &Path, size: &str) -> Mount {
+        Mount::new(c"tmpfs", at, &format!("size={size}"))
+    }
+
+    fn new(fs_type: &std::ffi::CStr, at: &Path, opts: &str) -> Mount {
         let target = CString::new(at.as_os_str().as_bytes()).unwrap();
-        let opts = CString::new(format!("size={size}")).unwrap();
+        let opts = CString::new(opts).unwrap();
         // SAFETY: valid NUL-terminated strings that live across the call.
         let rc = unsafe {
             libc::mount(
-                c"tmpfs".as_ptr(),
+                fs_type.as_ptr(),
                 target.as_ptr(),
-                c"tmpfs".as_ptr(),
+                fs_type.as_ptr(),
                 0,
                 opts.as_ptr().cast(),
             )
@@ -31,12 +36,17 @@ impl Mount {
         assert_eq!(
             rc,
             0,
-            "mount tmpfs on {}: {}",
+            "mount {fs_type:?} on {}: {}",
             at.display(),
             std::io::Error::last_os_error()
         );
         Mount(target)
     }
+}
+
+fn is_root() -> bool {
+    // SAFETY: trivial libc call.
+    unsafe { libc::geteuid() == 0 }
 }
 
 impl Drop for Mount {
@@ -49,20 +59,26 @@ impl Drop for Mount {
     }
 }
 
-fn cfg(dir: &Path) -> JournalConfig {
+fn cfg(dir: &Path, direct_io_min_bytes: Option<u64>) -> JournalConfig {
     JournalConfig {
         dir: dir.to_path_buf(),
         segment_bytes: 256 * 1024,
+        direct_io_min_bytes,
     }
 }
 
-/// Every segment file ends exactly at its last complete record: nothing partial stays.
-fn assert_no_partial_record(dir: &Path, j: &Journal, acked: &[(RecordPos, u8, Vec<u8>)]) {
+/// An acknowledged record: position, kind, payload, and the segment's end right after it
+/// (past its trailing padding record, if it was written with direct I/O).
+type Acked = (RecordPos, u8, Vec<u8>, u64);
+
+/// Every segment file ends exactly where its last acknowledged record (with its padding) ended:
+/// nothing partial stays.
+fn assert_no_partial_record(dir: &Path, j: &Journal, acked: &[Acked]) {
     for (id, len) in j.segments() {
         let want = acked
             .iter()
             .rfind(|r| r.0.segment == id)
-            .map_or(SEGMENT_HEADER_LEN, |r| end_of(&r.0));
+            .map_or(SEGMENT_HEADER_LEN, |r| r.3);
         assert_eq!(len, want, "segment {id} as the journal sees it");
         assert_eq!(
             fs::metadata(seg_path(dir, id)).unwrap().len(),
@@ -74,17 +90,26 @@ fn assert_no_partial_record(dir: &Path, j: &Journal, acked: &[(RecordPos, u8, Ve
 
 #[test]
 fn enospc_keeps_exactly_the_acknowledged_records() {
-    // SAFETY: trivial libc call.
-    if unsafe { libc::geteuid() } != 0 {
+    enospc(None);
+}
+
+#[test]
+fn enospc_with_direct_io_records_keeps_exactly_the_acknowledged_records() {
+    // tmpfs takes O_DIRECT since Linux 6.6; before, this checks the fallback under ENOSPC.
+    enospc(Some(8192));
+}
+
+fn enospc(direct: Option<u64>) {
+    if !is_root() {
         eprintln!("SKIPPED enospc test: mounting a tmpfs needs root");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let _mount = Mount::tmpfs(tmp.path(), "1m");
     let dir = tmp.path().join("journal");
-    let (j, _) = Journal::open(cfg(&dir)).unwrap();
+    let (j, _) = Journal::open(cfg(&dir, direct)).unwrap();
 
-    let mut acked: Vec<(RecordPos, u8, Vec<u8>)> = Vec::new();
+    let mut acked: Vec<Acked> = Vec::new();
     let mut no_space = 0;
     // Big records until the first NoSpace, then ever smaller ones to fill the last pages.
     let mut size = 40_000usize;
@@ -95,7 +120,13 @@ fn enospc_keeps_exactly_the_acknowledged_records() {
         match j.append((i % 251) as u8, &parts) {
             Ok(pos) => {
                 assert_eq!(pos.lsn, acked.len() as u64 + 1);
-                acked.push((pos, (i % 251) as u8, p));
+                let end = j.segments().last().unwrap().1;
+                if direct.is_some_and(|d| len as u64 >= d) && j.direct_io() {
+                    assert_eq!((pos.offset % 4096, end % 4096), (0, 0), "aligned");
+                } else {
+                    assert_eq!(end, end_of(&pos));
+                }
+                acked.push((pos, (i % 251) as u8, p, end));
             }
             Err(JournalError::NoSpace(e)) => {
                 no_space += 1;
@@ -145,7 +176,7 @@ fn enospc_keeps_exactly_the_acknowledged_records() {
     assert!(buf == acked.last().unwrap().2);
     drop(j);
 
-    let (j, replay) = Journal::open(cfg(&dir)).unwrap();
+    let (j, replay) = Journal::open(cfg(&dir, direct)).unwrap();
     assert_eq!(replay.truncated_tail_bytes, 0);
     assert_eq!(replay.records.len(), acked.len());
     for (got, want) in replay.records.iter().zip(&acked) {
@@ -155,4 +186,53 @@ fn enospc_keeps_exactly_the_acknowledged_records() {
     }
     assert_eq!(j.last_lsn(), acked.len() as u64);
     assert_no_partial_record(&dir, &j, &acked);
+}
+
+#[test]
+fn ramfs_without_direct_io_falls_back_to_buffered_writes() {
+    if !is_root() {
+        eprintln!("SKIPPED ramfs test: mounting needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _mount = Mount::new(c"ramfs", tmp.path(), "");
+    let dir = tmp.path().join("journal");
+    let cfg = JournalConfig {
+        segment_bytes: 4 << 20,
+        ..cfg(&dir, Some(8192))
+    };
+    let (j, _) = Journal::open(cfg.clone()).unwrap();
+    assert!(
+        !j.direct_io(),
+        "ramfs refuses O_DIRECT at open: direct I/O is off"
+    );
+    let mut recs = Vec::new();
+    for i in 0..12u64 {
+        let p = bytes(5_000 + 20_000 * i as usize, i);
+        let pos = j.append(i as u8, &split(&p, &[p.len() / 2])).unwrap();
+        if let Some((prev, _)) = recs.last() {
+            assert_eq!(pos.offset, end_of(prev), "buffered records are packed");
+        }
+        let mut buf = vec![0u8; p.len()];
+        j.read_payload(&pos, 0, &mut buf).unwrap();
+        assert!(buf == p);
+        recs.push((pos, p));
+        if i == 5 {
+            j.rotate().unwrap();
+            recs.clear();
+        }
+    }
+    // Segments made after the refusal do not carry the padding flag.
+    let header = fs::read(seg_path(&dir, j.active_segment())).unwrap();
+    assert_eq!(&header[12..16], &[0, 0, 0, 0]);
+    let last = j.last_lsn();
+    j.sync(last).unwrap();
+    drop(j);
+    let (_, replay) = Journal::open(cfg).unwrap();
+    assert_eq!(replay.records.len(), 12);
+    assert_eq!(replay.truncated_tail_bytes, 0);
+    for (got, want) in replay.records[6..].iter().zip(&recs) {
+        assert_eq!(got.pos, want.0);
+        assert!(got.payload == want.1);
+    }
 }

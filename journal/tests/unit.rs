@@ -17,6 +17,7 @@ fn cfg(dir: &Path, segment_bytes: u64) -> JournalConfig {
     JournalConfig {
         dir: dir.to_path_buf(),
         segment_bytes,
+        ..JournalConfig::new(dir)
     }
 }
 

@@ -184,8 +184,8 @@ impl WriteBack {
             )
         })?;
         let (journal, replay) = Journal::open(JournalConfig {
-            dir: cfg.journal_dir.clone(),
             segment_bytes: cfg.segment_bytes,
+            ..JournalConfig::new(cfg.journal_dir.clone())
         })
         .map_err(|e| format!("journal {}: {e}", cfg.journal_dir.display()))?;
         let mut state: WriteState = match &replay.checkpoint {
