@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_gateway::error::FsError;
-use cairn_gateway::gateway::Gateway;
+use cairn_gateway::gateway::{BeginRead, Gateway};
 use fuser::{
     Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, OpenFlags,
     ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
@@ -151,14 +151,21 @@ impl Filesystem for CairnFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let gw = self.gw.clone();
-        let pid = req.pid();
-        self.rt.spawn(async move {
-            match gw.read_by(fh.0, offset, size, pid).await {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno(&e)),
+        // Planned here, on the FUSE thread: warm data is answered with no hop to the runtime;
+        // anything else continues as a task whose fetches have already started.
+        let _rt = self.rt.enter();
+        match self.gw.begin_read(fh.0, offset, size, req.pid()) {
+            BeginRead::Ready(Ok(data)) => reply.data(&data),
+            BeginRead::Ready(Err(e)) => reply.error(errno(&e)),
+            BeginRead::Pending(read) => {
+                self.rt.spawn(async move {
+                    match read.await {
+                        Ok(data) => reply.data(&data),
+                        Err(e) => reply.error(errno(&e)),
+                    }
+                });
             }
-        });
+        }
     }
 
     fn release(

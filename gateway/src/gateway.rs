@@ -82,6 +82,14 @@ impl Default for GatewayConfig {
     }
 }
 
+/// A read started by [`Gateway::begin_read`].
+pub enum BeginRead {
+    /// Answered already (warm data, an empty read, or an error).
+    Ready(FsResult<Bytes>),
+    /// Fetches are under way; await this for the bytes.
+    Pending(std::pin::Pin<Box<dyn std::future::Future<Output = FsResult<Bytes>> + Send>>),
+}
+
 /// A handle id returned by `open`/`opendir`.
 pub type HandleId = u64;
 
@@ -415,6 +423,35 @@ impl Gateway {
     /// Reads from an open handle.
     pub async fn read(&self, fh: HandleId, offset: u64, len: u32) -> FsResult<Bytes> {
         self.read_by(fh, offset, len, 0).await
+    }
+
+    /// Starts a read on behalf of `pid` without waiting: warm data (every block in RAM) is
+    /// answered at once, on the caller's thread (the FUSE worker, with no task hop); otherwise
+    /// the fetches are already started and the returned future finishes the read. Readahead and
+    /// the prefetcher see the read exactly once either way. Must be called inside a tokio
+    /// runtime context.
+    pub fn begin_read(self: &Arc<Self>, fh: HandleId, offset: u64, len: u32, pid: u32) -> BeginRead {
+        let reader = match self.handle(fh) {
+            Ok(Handle::Bucket(reader)) => reader,
+            Ok(Handle::Local(_)) => {
+                let gw = self.clone();
+                return BeginRead::Pending(Box::pin(async move {
+                    gw.read_by(fh, offset, len, pid).await
+                }));
+            }
+            Err(e) => return BeginRead::Ready(Err(e)),
+        };
+        if self.observing() && offset < reader.object().size {
+            let len = len.min((reader.object().size - offset).min(u32::MAX as u64) as u32);
+            self.observe(Op::Read, fh, &reader, offset, len, pid);
+        }
+        let Some(plan) = reader.plan(offset, len as u64) else {
+            return BeginRead::Ready(Ok(Bytes::new()));
+        };
+        if let Some(data) = reader.finish_now(&plan) {
+            return BeginRead::Ready(Ok(data));
+        }
+        BeginRead::Pending(Box::pin(async move { reader.finish(plan).await }))
     }
 
     /// [`Self::read`] on behalf of process `pid` (0: unknown).

@@ -11,4 +11,4 @@ pub mod prefetch;
 mod reader;
 
 pub use fetcher::{BlockFetcher, FetchConfig, ObjectVersion};
-pub use reader::FileReader;
+pub use reader::{FileReader, PlannedRead};

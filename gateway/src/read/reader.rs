@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use cairn_prefetch_model::{ReadaheadConfig, ReadaheadWindow, StreamObservation};
 
 use super::fetcher::{BlockFetcher, BlockFuture, ObjectVersion};
@@ -86,9 +87,20 @@ impl FileReader {
 
     /// Reads up to `len` bytes at `offset` (short at end of file, empty past it).
     pub async fn read(&self, offset: u64, len: u64) -> FsResult<Bytes> {
+        match self.plan(offset, len) {
+            None => Ok(Bytes::new()),
+            Some(p) => self.finish(p).await,
+        }
+    }
+
+    /// Plans a read without waiting: updates the readahead window, starts the fetches of the
+    /// missing blocks (and of the readahead), and returns the blocks the read needs. `None` for
+    /// an empty read (past the end, or zero bytes). Must run inside a tokio runtime context
+    /// (fetches are spawned); never blocks on I/O, so the FUSE thread can call it.
+    pub fn plan(&self, offset: u64, len: u64) -> Option<PlannedRead> {
         let size = self.obj.size;
         if offset >= size || len == 0 {
-            return Ok(Bytes::new());
+            return None;
         }
         let end = (offset + len).min(size);
         let bs = self.fetcher.block_size();
@@ -96,7 +108,7 @@ impl FileReader {
         let last = (end - 1) / bs;
         let last_block = (size - 1) / bs;
         let mut readahead_started = Vec::new();
-        let needed: Vec<BlockFuture> = {
+        let blocks: Vec<BlockFuture> = {
             let mut st = self.state.lock().unwrap();
             let upto = match st.window.observe(offset, end - offset) {
                 StreamObservation::Sequential { window } => {
@@ -156,28 +168,67 @@ impl FileReader {
                 p.note_readahead(self.ino, &self.obj, &readahead_started);
             }
         }
-        let blocks = match futures::future::try_join_all(needed).await {
-            Ok(b) => b,
+        Some(PlannedRead {
+            blocks,
+            first,
+            last,
+            start_in_first: (offset - first * bs) as usize,
+            total: (end - offset) as usize,
+        })
+    }
+
+    /// The bytes of a planned read if every block it needs is already in memory (warm data):
+    /// answered without waiting or a task hop. `None` when something is still on its way (or
+    /// failed): then [`Self::finish`] it.
+    pub fn finish_now(&self, p: &PlannedRead) -> Option<Bytes> {
+        let mut blocks = Vec::with_capacity(p.blocks.len());
+        for f in &p.blocks {
+            match f.clone().now_or_never() {
+                Some(Ok(b)) => blocks.push(b),
+                _ => return None,
+            }
+        }
+        Some(p.assemble(&blocks))
+    }
+
+    /// Waits for the blocks of a planned read and returns its bytes.
+    pub async fn finish(&self, p: PlannedRead) -> FsResult<Bytes> {
+        match futures::future::try_join_all(p.blocks.iter().cloned()).await {
+            Ok(blocks) => Ok(p.assemble(&blocks)),
             Err(e) => {
                 // Do not pin a failed fetch: the next read of these blocks tries again.
                 let mut st = self.state.lock().unwrap();
-                for i in first..=last {
+                for i in p.first..=p.last {
                     st.pending.remove(&i);
                 }
-                return Err(e);
+                Err(e)
             }
-        };
-        let start_in_first = (offset - first * bs) as usize;
-        let total = (end - offset) as usize;
+        }
+    }
+}
+
+/// A read whose blocks are known (cached, or being fetched), from [`FileReader::plan`].
+pub struct PlannedRead {
+    blocks: Vec<BlockFuture>,
+    first: u64,
+    last: u64,
+    start_in_first: usize,
+    total: usize,
+}
+
+impl PlannedRead {
+    /// The read's bytes out of its blocks (a slice of the block, no copy, when it lies in one).
+    fn assemble(&self, blocks: &[Bytes]) -> Bytes {
+        let (start, total) = (self.start_in_first, self.total);
         if blocks.len() == 1 {
-            return Ok(blocks[0].slice(start_in_first..start_in_first + total));
+            return blocks[0].slice(start..start + total);
         }
         let mut out = BytesMut::with_capacity(total);
         for (n, b) in blocks.iter().enumerate() {
-            let from = if n == 0 { start_in_first } else { 0 };
+            let from = if n == 0 { start } else { 0 };
             let to = b.len().min(from + (total - out.len()));
             out.extend_from_slice(&b[from..to]);
         }
-        Ok(out.freeze())
+        out.freeze()
     }
 }
