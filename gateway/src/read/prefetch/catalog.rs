@@ -60,16 +60,23 @@ impl Default for GatewayCatalog {
     }
 }
 
+impl FileIdentity {
+    /// The catalog entry of the file with this identity.
+    pub fn file_ref(&self, inode: u64, size: u64) -> FileRef {
+        FileRef {
+            inode,
+            size,
+            format: self.format,
+            path_hash: self.path_hash,
+            dir_hash: self.dir_hash,
+        }
+    }
+}
+
 impl GatewayCatalog {
     /// Remembers a file and the version a prefetch of it should read.
     pub fn note_file(&self, inode: u64, id: FileIdentity, obj: &ObjectVersion) -> FileRef {
-        let f = FileRef {
-            inode,
-            size: obj.size,
-            format: id.format,
-            path_hash: id.path_hash,
-            dir_hash: id.dir_hash,
-        };
+        let f = id.file_ref(inode, obj.size);
         let mut files = self.files.lock().unwrap();
         match files.get(&inode) {
             Some((_, o)) if o.etag == obj.etag && o.size == obj.size && o.key == obj.key => {}
@@ -92,13 +99,7 @@ impl GatewayCatalog {
         {
             let mut files = self.files.lock().unwrap();
             for (inode, id, obj) in members.into_iter().take(MAX_SIBLINGS) {
-                let f = FileRef {
-                    inode,
-                    size: obj.size,
-                    format: id.format,
-                    path_hash: id.path_hash,
-                    dir_hash: id.dir_hash,
-                };
+                let f = id.file_ref(inode, obj.size);
                 refs.push(f);
                 if files.peek(&inode).is_none() {
                     files.put(inode, (f, obj));
@@ -110,7 +111,11 @@ impl GatewayCatalog {
 
     /// The object version to read for a prefetch of `inode`.
     pub fn version_of(&self, inode: u64) -> Option<ObjectVersion> {
-        self.files.lock().unwrap().peek(&inode).map(|(_, o)| o.clone())
+        self.files
+            .lock()
+            .unwrap()
+            .peek(&inode)
+            .map(|(_, o)| o.clone())
     }
 
     /// Installs a parsed layout.

@@ -126,16 +126,20 @@ impl PrefetchScheduler {
             let bs = self.fetcher.block_size();
             let first = rec.offset / bs;
             let last = (rec.offset + rec.len as u64 - 1) / bs;
-            let out = self.tracker.lock().unwrap().demand(
-                rec.inode,
-                first,
-                last,
-                &mut feedback,
-                |e| self.fetcher.cache().contains(&self.fetcher.block_key(&e.obj, e.index)),
-            );
+            let out =
+                self.tracker
+                    .lock()
+                    .unwrap()
+                    .demand(rec.inode, first, last, &mut feedback, |e| {
+                        self.fetcher
+                            .cache()
+                            .contains(&self.fetcher.block_key(&e.obj, e.index))
+                    });
             if out.bytes > 0 {
                 self.metrics.prefetch_used_bytes.inc_by(out.bytes);
-                self.metrics.prefetch_used_blocks.inc_by(out.on_time + out.late);
+                self.metrics
+                    .prefetch_used_blocks
+                    .inc_by(out.on_time + out.late);
                 self.metrics.prefetch_late_blocks.inc_by(out.late);
             }
             self.maybe_probe(rec, obj);
@@ -174,17 +178,26 @@ impl PrefetchScheduler {
     /// Labels blocks a handle's readahead window started fetching as prefetched (they are
     /// fetched under the fetcher's own budget, not this scheduler's).
     pub fn note_readahead(&self, inode: u64, obj: &ObjectVersion, indices: &[u64]) {
+        self.track(inode, obj, indices.iter().copied());
+        self.metrics
+            .prefetch_readahead_blocks
+            .inc_by(indices.len() as u64);
+    }
+
+    /// Starts labelling the given blocks of `obj` as prefetched and counts them as issued.
+    fn track(&self, inode: u64, obj: &ObjectVersion, indices: impl IntoIterator<Item = u64>) {
         let bs = self.fetcher.block_size();
         let now = Instant::now();
-        let mut bytes = 0;
+        let (mut bytes, mut blocks) = (0, 0);
         let mut t = self.tracker.lock().unwrap();
-        for &index in indices {
+        for index in indices {
             let offset = index * bs;
             if offset >= obj.size {
                 continue;
             }
             let len = bs.min(obj.size - offset);
             bytes += len;
+            blocks += 1;
             t.issue(
                 inode,
                 Issued {
@@ -199,8 +212,7 @@ impl PrefetchScheduler {
         }
         drop(t);
         self.metrics.prefetch_issued_bytes.inc_by(bytes);
-        self.metrics.prefetch_issued_blocks.inc_by(indices.len() as u64);
-        self.metrics.prefetch_readahead_blocks.inc_by(indices.len() as u64);
+        self.metrics.prefetch_issued_blocks.inc_by(blocks);
     }
 
     /// Queues parsing of a Parquet footer or safetensors header once the application has read
@@ -272,7 +284,9 @@ impl PrefetchScheduler {
         let share = (self.fetcher.cache().budget() as f64 * self.cfg.cache_share) as u64;
         let mut run: Vec<u64> = Vec::new();
         for index in first..=last {
-            if self.fetcher.is_present(&obj, index) || self.tracker.lock().unwrap().contains(req.inode, index) {
+            if self.fetcher.is_present(&obj, index)
+                || self.tracker.lock().unwrap().contains(req.inode, index)
+            {
                 self.flush_run(&obj, req.inode, &mut run).await;
                 continue;
             }
@@ -311,26 +325,7 @@ impl PrefetchScheduler {
         else {
             return;
         };
-        let now = Instant::now();
-        {
-            let mut t = self.tracker.lock().unwrap();
-            for index in first..=last {
-                let offset = index * bs;
-                t.issue(
-                    inode,
-                    Issued {
-                        obj: obj.clone(),
-                        index,
-                        offset,
-                        len: bs.min(obj.size - offset),
-                        at: now,
-                        arrived: false,
-                    },
-                );
-            }
-        }
-        self.metrics.prefetch_issued_bytes.inc_by(bytes);
-        self.metrics.prefetch_issued_blocks.inc_by(last + 1 - first);
+        self.track(inode, obj, first..=last);
         let futures = self.fetcher.prefetch_blocks(obj, first, last);
         let this = self.clone();
         tokio::spawn(async move {
@@ -358,7 +353,9 @@ impl PrefetchScheduler {
             self.metrics.update_prefetch_ratios();
             let wasted = {
                 let mut t = self.tracker.lock().unwrap();
-                self.metrics.prefetch_unused_bytes.set(t.unused_bytes() as i64);
+                self.metrics
+                    .prefetch_unused_bytes
+                    .set(t.unused_bytes() as i64);
                 if t.count() == 0 {
                     continue;
                 }
@@ -376,7 +373,9 @@ impl PrefetchScheduler {
         }
         let bytes: u64 = wasted.iter().map(|f| f.len).sum();
         self.metrics.prefetch_wasted_bytes.inc_by(bytes);
-        self.metrics.prefetch_wasted_blocks.inc_by(wasted.len() as u64);
+        self.metrics
+            .prefetch_wasted_blocks
+            .inc_by(wasted.len() as u64);
         let mut policy = self.policy.lock().unwrap();
         for fb in wasted {
             policy.on_feedback(fb);
