@@ -164,9 +164,16 @@ fn settings(args: &MountArgs) -> Result<Settings> {
         .or(file.prefetch_model.clone())
         .map(absolute);
     if g.prefetch.model.is_some() && g.prefetch.policy != "learned" {
-        bail!("--prefetch-model needs --prefetch learned (got --prefetch {})", g.prefetch.policy);
+        bail!(
+            "--prefetch-model needs --prefetch learned (got --prefetch {})",
+            g.prefetch.policy
+        );
     }
-    if let Some(s) = args.prefetch_inflight.as_ref().or(file.prefetch_inflight.as_ref()) {
+    if let Some(s) = args
+        .prefetch_inflight
+        .as_ref()
+        .or(file.prefetch_inflight.as_ref())
+    {
         g.prefetch.scheduler.max_inflight_bytes = parse_size(s).context("--prefetch-inflight")?;
     }
     if let Some(s) = &file.prefetch_cache_share {

@@ -215,7 +215,11 @@ fn scan(mnt: &Path, path: &Path, ranges: &[Vec<(u64, u64)>], cols: &[usize], dat
                 let n = (256 << 10).min(start + len - off) as usize;
                 let mut buf = vec![0u8; n];
                 f.read_exact_at(&mut buf, off).unwrap();
-                assert_eq!(buf, data[off as usize..off as usize + n], "bytes differ at {off}");
+                assert_eq!(
+                    buf,
+                    data[off as usize..off as usize + n],
+                    "bytes differ at {off}"
+                );
                 off += n as u64;
             }
             std::thread::sleep(Duration::from_millis(30));
@@ -230,14 +234,24 @@ fn parquet_column_chunks_are_prefetched_from_the_footer() {
     let (ranges, data) = parquet_file(6, 8, 2 * MIB);
     server.put("tables/part-0.parquet", &data);
     let cols = [1usize, 4, 6];
-    let demand: u64 = ranges.iter().skip(1).flat_map(|rg| cols.iter().map(|&c| rg[c].1)).sum();
+    let demand: u64 = ranges
+        .iter()
+        .skip(1)
+        .flat_map(|rg| cols.iter().map(|&c| rg[c].1))
+        .sum();
 
     let learned = {
         let m = MountSpec::s3(&server)
             .args(&["--prefetch", "learned", "--block-size", "256KiB"])
             .start();
         drop_page_cache();
-        let misses = scan(m.path(), &m.join("tables/part-0.parquet"), &ranges, &cols, &data);
+        let misses = scan(
+            m.path(),
+            &m.join("tables/part-0.parquet"),
+            &ranges,
+            &cols,
+            &data,
+        );
         let layouts = metric(m.path(), "cairn_prefetch_layouts_total ");
         let used = metric(m.path(), "cairn_prefetch_used_bytes_total ");
         let fetched = metric(m.path(), "cairn_store_get_bytes_total ");
@@ -247,7 +261,10 @@ fn parquet_column_chunks_are_prefetched_from_the_footer() {
             data.len()
         );
         let text = common::cairn_ok(&["stats", "--prometheus"], m.path());
-        for l in text.lines().filter(|l| l.starts_with("cairn_prefetch") || l.starts_with("cairn_read_block")) {
+        for l in text
+            .lines()
+            .filter(|l| l.starts_with("cairn_prefetch") || l.starts_with("cairn_read_block"))
+        {
             eprintln!("  {l}");
         }
         assert!(layouts >= 1.0, "the Parquet footer was not parsed");
@@ -264,7 +281,13 @@ fn parquet_column_chunks_are_prefetched_from_the_footer() {
             .args(&["--prefetch", "readahead", "--block-size", "256KiB"])
             .start();
         drop_page_cache();
-        let misses = scan(m.path(), &m.join("tables/part-0.parquet"), &ranges, &cols, &data);
+        let misses = scan(
+            m.path(),
+            &m.join("tables/part-0.parquet"),
+            &ranges,
+            &cols,
+            &data,
+        );
         eprintln!("readahead only: {misses} demand misses after warm-up");
         misses
     };
@@ -319,7 +342,12 @@ fn traces_train_a_model_that_a_mount_loads() {
     assert!(fs::metadata(&model).unwrap().len() > 0);
 
     let m = MountSpec::s3(&server)
-        .args(&["--prefetch", "learned", "--prefetch-model", model.to_str().unwrap()])
+        .args(&[
+            "--prefetch",
+            "learned",
+            "--prefetch-model",
+            model.to_str().unwrap(),
+        ])
         .start();
     assert_eq!(
         fs::read(m.join("ds/sample-2.bin")).unwrap(),
@@ -335,9 +363,17 @@ fn bad_prefetch_settings_fail_with_one_clear_line() {
     fs::write(&junk, b"this is not a model").unwrap();
     let cases: [(&[&str], &str); 3] = [
         (&["--prefetch", "psychic"], "unknown prefetch policy"),
-        (&["--prefetch-model", junk.to_str().unwrap()], "prefetch model"),
         (
-            &["--prefetch", "stride", "--prefetch-model", junk.to_str().unwrap()],
+            &["--prefetch-model", junk.to_str().unwrap()],
+            "prefetch model",
+        ),
+        (
+            &[
+                "--prefetch",
+                "stride",
+                "--prefetch-model",
+                junk.to_str().unwrap(),
+            ],
             "--prefetch-model needs --prefetch learned",
         ),
     ];

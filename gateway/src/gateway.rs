@@ -14,11 +14,11 @@ use crate::metrics::Metrics;
 use crate::namespace::{DirListing, Ino, Namespace, NamespaceConfig, NodeAttr};
 use crate::read::prefetch::{build_policy, FileIdentity, PrefetchConfig, PrefetchScheduler};
 use crate::read::{BlockFetcher, FetchConfig, FileReader, ObjectVersion};
-use crate::trace_recorder::{ProgramNames, TraceRecorder};
-use cairn_prefetch_model::trace::{Op, TraceRecord};
 use crate::store::{BlobStore, StoreError};
+use crate::trace_recorder::{ProgramNames, TraceRecorder};
 use crate::write::flusher::Flusher;
 use crate::write::{WriteBack, WriteConfig};
+use cairn_prefetch_model::trace::{Op, TraceRecord};
 
 /// Every tunable of the gateway core.
 #[derive(Clone, Debug)]
@@ -162,12 +162,7 @@ impl Gateway {
         );
         let policy = build_policy(&cfg.prefetch.policy, cfg.prefetch.model.as_deref())?;
         let prefetch = policy.map(|p| {
-            PrefetchScheduler::start(
-                p,
-                fetcher.clone(),
-                metrics.clone(),
-                cfg.prefetch.scheduler,
-            )
+            PrefetchScheduler::start(p, fetcher.clone(), metrics.clone(), cfg.prefetch.scheduler)
         });
         metrics.prefetch_policy_info(&cfg.prefetch.policy);
         let trace = match &cfg.trace {
@@ -280,7 +275,13 @@ impl Gateway {
 
     /// [`Self::open`] on behalf of process `pid` (0: unknown), which the prefetcher and the
     /// trace see as the access stream.
-    pub async fn open_by(&self, ino: Ino, write: bool, truncate: bool, pid: u32) -> FsResult<Opened> {
+    pub async fn open_by(
+        &self,
+        ino: Ino,
+        write: bool,
+        truncate: bool,
+        pid: u32,
+    ) -> FsResult<Opened> {
         if let Some(opened) = self.open_local(ino, write, truncate).await? {
             return Ok(opened);
         }
@@ -430,7 +431,13 @@ impl Gateway {
     /// the fetches are already started and the returned future finishes the read. Readahead and
     /// the prefetcher see the read exactly once either way. Must be called inside a tokio
     /// runtime context.
-    pub fn begin_read(self: &Arc<Self>, fh: HandleId, offset: u64, len: u32, pid: u32) -> BeginRead {
+    pub fn begin_read(
+        self: &Arc<Self>,
+        fh: HandleId,
+        offset: u64,
+        len: u32,
+        pid: u32,
+    ) -> BeginRead {
         let reader = match self.handle(fh) {
             Ok(Handle::Bucket(reader)) => reader,
             Ok(Handle::Local(_)) => {

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the gateway, registered once per mount.
 
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Counters and gauges the gateway updates on its paths.
 pub struct Metrics {
@@ -162,7 +164,9 @@ impl Metrics {
                 "prefetch_decision_seconds",
                 "Time the prefetch policy takes per access",
             )
-            .buckets(vec![1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 1e-4, 1e-3]),
+            .buckets(vec![
+                1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 1e-4, 1e-3,
+            ]),
         )
         .expect("metric");
         registry

@@ -42,7 +42,8 @@ impl TraceRecorder {
             .name("cairn-trace".into())
             .spawn(move || {
                 while let Ok(r) = rx.recv() {
-                    w.write(&r).map_err(|e| format!("trace file {shown}: {e}"))?;
+                    w.write(&r)
+                        .map_err(|e| format!("trace file {shown}: {e}"))?;
                 }
                 let n = w.records();
                 w.finish().map_err(|e| format!("trace file {shown}: {e}"))?;
@@ -93,9 +94,7 @@ impl TraceRecorder {
     pub fn finish(&self) -> Result<u64, String> {
         self.tx.lock().unwrap().take();
         match self.writer.lock().unwrap().take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| "trace writer panicked".to_string())?,
+            Some(h) => h.join().map_err(|_| "trace writer panicked".to_string())?,
             None => Ok(0),
         }
     }

@@ -16,11 +16,11 @@ mod readahead;
 pub mod rng;
 pub mod sim;
 pub mod trace;
-pub mod workloads;
 mod workload;
+pub mod workloads;
 
 pub use prefetcher::{
     Catalog, EmptyCatalog, Feedback, FileRef, Layout, PrefetchRequest, Prefetcher,
 };
-pub use workload::{Namespace, Workload};
 pub use readahead::{ReadaheadConfig, ReadaheadWindow, StreamObservation};
+pub use workload::{Namespace, Workload};

@@ -96,7 +96,12 @@ pub trait Prefetcher: Send {
     /// Short name for reports and configuration (`none`, `readahead`, `learned`, ...).
     fn name(&self) -> &str;
     /// Observes one demand access and appends the ranges to prefetch to `out`.
-    fn on_access(&mut self, rec: &TraceRecord, catalog: &dyn Catalog, out: &mut Vec<PrefetchRequest>);
+    fn on_access(
+        &mut self,
+        rec: &TraceRecord,
+        catalog: &dyn Catalog,
+        out: &mut Vec<PrefetchRequest>,
+    );
     /// Learns the fate of a block it asked for. Default: ignore.
     fn on_feedback(&mut self, _fb: &Feedback) {}
 }

@@ -103,7 +103,11 @@ mod tests {
         };
         let w = Workload::from_records(
             "t",
-            vec![rec(5, 2, 7, 0, 10, 100), rec(1, 1, 7, 0, 10, 50), rec(9, 1, 7, 90, 20, 50)],
+            vec![
+                rec(5, 2, 7, 0, 10, 100),
+                rec(1, 1, 7, 0, 10, 50),
+                rec(9, 1, 7, 90, 20, 50),
+            ],
         );
         assert_eq!(w.records[0].time_ns, 1);
         assert_eq!(w.namespace.files[&1].size, 110);

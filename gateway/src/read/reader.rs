@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use futures::FutureExt;
 use cairn_prefetch_model::{ReadaheadConfig, ReadaheadWindow, StreamObservation};
+use futures::FutureExt;
 
 use super::fetcher::{BlockFetcher, BlockFuture, ObjectVersion};
 use super::prefetch::{FileIdentity, PrefetchScheduler};
@@ -153,9 +153,13 @@ impl FileReader {
                 } else {
                     j.min(i + per_request - 1)
                 };
-                let futures =
-                    self.fetcher
-                        .blocks_with_readahead(&self.obj, i, j, last, &mut readahead_started);
+                let futures = self.fetcher.blocks_with_readahead(
+                    &self.obj,
+                    i,
+                    j,
+                    last,
+                    &mut readahead_started,
+                );
                 for (k, f) in (i..=j).zip(futures) {
                     st.pending.insert(k, f);
                 }

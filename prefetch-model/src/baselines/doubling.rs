@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use crate::trace::{Op, TraceRecord};
-use crate::{Catalog, PrefetchRequest, Prefetcher, ReadaheadConfig, ReadaheadWindow, StreamObservation};
+use crate::{
+    Catalog, PrefetchRequest, Prefetcher, ReadaheadConfig, ReadaheadWindow, StreamObservation,
+};
 
 /// Parameters of [`DoublingWindow`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,17 +59,34 @@ impl Prefetcher for DoublingWindow {
                 let cfg = self.params.window;
                 // The shared window adds offsets, lengths and slack without overflow checks:
                 // a read at the very top of the offset space is not a stream worth following.
-                let headroom = cfg.max.saturating_add(cfg.forward_slack).saturating_add(cfg.backward_slack);
-                if rec.offset.checked_add(rec.len as u64).and_then(|e| e.checked_add(headroom)).is_none() {
+                let headroom = cfg
+                    .max
+                    .saturating_add(cfg.forward_slack)
+                    .saturating_add(cfg.backward_slack);
+                if rec
+                    .offset
+                    .checked_add(rec.len as u64)
+                    .and_then(|e| e.checked_add(headroom))
+                    .is_none()
+                {
                     return;
                 }
                 let w = self
                     .handles
                     .entry(rec.handle)
                     .or_insert_with(|| ReadaheadWindow::new(cfg));
-                if let StreamObservation::Sequential { window } = w.observe(rec.offset, rec.len as u64) {
+                if let StreamObservation::Sequential { window } =
+                    w.observe(rec.offset, rec.len as u64)
+                {
                     let end = rec.offset.saturating_add(rec.len as u64);
-                    super::push_range(out, rec.inode, end, end.saturating_add(window), rec.file_size, 0.7);
+                    super::push_range(
+                        out,
+                        rec.inode,
+                        end,
+                        end.saturating_add(window),
+                        rec.file_size,
+                        0.7,
+                    );
                 }
             }
             Op::Open | Op::Write => {}
@@ -95,9 +114,15 @@ mod tests {
         }
         assert_eq!(lens, vec![1, 2, 4, 8, 16, 32, 64, 64, 64]);
         assert!(ask(&mut p, read(1, 4, 5 << 30, M as u32, size)).is_empty());
-        assert_eq!(ask(&mut p, read(1, 4, (5 << 30) + M, M as u32, size)), vec![(4, (5 << 30) + 2 * M, M)]);
+        assert_eq!(
+            ask(&mut p, read(1, 4, (5 << 30) + M, M as u32, size)),
+            vec![(4, (5 << 30) + 2 * M, M)]
+        );
         // the window never runs past the end of the file
-        assert_eq!(ask(&mut p, read(2, 5, 0, M as u32, M + 10)), vec![(5, M, 10)]);
+        assert_eq!(
+            ask(&mut p, read(2, 5, 0, M as u32, M + 10)),
+            vec![(5, M, 10)]
+        );
     }
 
     #[test]

@@ -38,7 +38,14 @@ impl Prefetcher for FixedReadahead {
             return;
         }
         let end = rec.offset.saturating_add(rec.len as u64);
-        super::push_range(out, rec.inode, end, end.saturating_add(self.params.bytes), rec.file_size, 0.5);
+        super::push_range(
+            out,
+            rec.inode,
+            end,
+            end.saturating_add(self.params.bytes),
+            rec.file_size,
+            0.5,
+        );
     }
 }
 
@@ -50,11 +57,20 @@ mod tests {
     #[test]
     fn next_n_bytes_clipped_to_file() {
         let mut p = FixedReadahead::new(FixedParams { bytes: 1000 });
-        assert_eq!(ask(&mut p, read(1, 7, 0, 100, 10_000)), vec![(7, 100, 1000)]);
+        assert_eq!(
+            ask(&mut p, read(1, 7, 0, 100, 10_000)),
+            vec![(7, 100, 1000)]
+        );
         // random reads get the same treatment
-        assert_eq!(ask(&mut p, read(1, 7, 5000, 100, 10_000)), vec![(7, 5100, 1000)]);
+        assert_eq!(
+            ask(&mut p, read(1, 7, 5000, 100, 10_000)),
+            vec![(7, 5100, 1000)]
+        );
         // clipped at the end of the file, nothing past it
-        assert_eq!(ask(&mut p, read(1, 7, 9000, 500, 10_000)), vec![(7, 9500, 500)]);
+        assert_eq!(
+            ask(&mut p, read(1, 7, 9000, 500, 10_000)),
+            vec![(7, 9500, 500)]
+        );
         assert!(ask(&mut p, read(1, 7, 9900, 100, 10_000)).is_empty());
         assert!(ask(&mut p, rec(Op::Open, 1, 7, 0, 0, 10_000)).is_empty());
     }

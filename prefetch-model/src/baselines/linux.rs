@@ -113,7 +113,14 @@ impl Prefetcher for LinuxReadahead {
                 prev_end: Some(end),
                 run_start: st.run_start,
             };
-            super::push_range(out, rec.inode, start, start.saturating_add(size), rec.file_size, 0.6);
+            super::push_range(
+                out,
+                rec.inode,
+                start,
+                start.saturating_add(size),
+                rec.file_size,
+                0.6,
+            );
         } else if st.size > 0 && off >= st.run_start && end <= marker {
             // Inside what was read ahead, before the marker: cached, nothing to do.
             st.prev_end = Some(end);
@@ -127,7 +134,14 @@ impl Prefetcher for LinuxReadahead {
                 prev_end: Some(end),
                 run_start: off,
             };
-            super::push_range(out, rec.inode, end, off.saturating_add(size), rec.file_size, 0.6);
+            super::push_range(
+                out,
+                rec.inode,
+                end,
+                off.saturating_add(size),
+                rec.file_size,
+                0.6,
+            );
         } else {
             // Random: read just what is asked; forget the window.
             st = RaState {
@@ -151,7 +165,10 @@ mod tests {
         let mut p = LinuxReadahead::new(LinuxParams::default());
         let size = 100 << 20;
         // 16 KiB at 0: 16K -> x4 = 64K, raised to the 128K minimum; the rest past the request
-        assert_eq!(ask(&mut p, read(1, 3, 0, 16 * 1024, size)), vec![(3, 16 * K, 112 * K)]);
+        assert_eq!(
+            ask(&mut p, read(1, 3, 0, 16 * 1024, size)),
+            vec![(3, 16 * K, 112 * K)]
+        );
         // inside the window before the marker (marker at 16K): the first async byte is 16K, so
         // a read at 16K..32K reaches it and the next window (128K -> x2 = 256K) starts at 128K
         assert_eq!(
@@ -181,7 +198,10 @@ mod tests {
             off += 128 * K;
         }
         assert_eq!(*sizes.iter().max().unwrap(), 2 << 20);
-        assert!(sizes.windows(2).all(|w| w[1] >= w[0]), "never shrinks while sequential");
+        assert!(
+            sizes.windows(2).all(|w| w[1] >= w[0]),
+            "never shrinks while sequential"
+        );
     }
 
     #[test]

@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn by_name_knows_every_name_and_nothing_else() {
         for n in NAMES {
-            assert_eq!(by_name(n).map(|p| p.name().to_string()), Some(n.to_string()));
+            assert_eq!(
+                by_name(n).map(|p| p.name().to_string()),
+                Some(n.to_string())
+            );
         }
         assert!(by_name("bogus").is_none());
         assert_eq!(all().len(), NAMES.len());

@@ -127,7 +127,14 @@ impl Prefetcher for Stride {
                 break;
             }
             st.predicted.push(off);
-            super::push_range(out, rec.inode, off, off.saturating_add(len), rec.file_size, 0.6);
+            super::push_range(
+                out,
+                rec.inode,
+                off,
+                off.saturating_add(len),
+                rec.file_size,
+                0.6,
+            );
         }
     }
 }
@@ -155,7 +162,10 @@ mod tests {
         let mut p = Stride::new(StrideParams::default());
         let size = 1 << 30;
         assert!(ask(&mut p, read(1, 2, 0, 100, size)).is_empty());
-        assert!(ask(&mut p, read(1, 2, 1000, 100, size)).is_empty(), "one delta is not a pattern");
+        assert!(
+            ask(&mut p, read(1, 2, 1000, 100, size)).is_empty(),
+            "one delta is not a pattern"
+        );
         assert_eq!(
             ask(&mut p, read(1, 2, 2000, 100, size)),
             vec![(2, 3000, 100), (2, 4000, 100)]
@@ -201,6 +211,9 @@ mod tests {
         let mut p = Stride::new(StrideParams::default());
         ask(&mut p, read(1, 2, 7000, 10, 10_000));
         ask(&mut p, read(1, 2, 8000, 10, 10_000));
-        assert_eq!(ask(&mut p, read(1, 2, 9000, 10, 10_000)), Vec::<(u64, u64, u64)>::new());
+        assert_eq!(
+            ask(&mut p, read(1, 2, 9000, 10, 10_000)),
+            Vec::<(u64, u64, u64)>::new()
+        );
     }
 }

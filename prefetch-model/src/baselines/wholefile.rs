@@ -72,7 +72,10 @@ mod tests {
     #[test]
     fn small_files_whole_on_open_large_never() {
         let mut p = WholeFile::new(WholeFileParams { max_size: 1000 });
-        assert_eq!(ask(&mut p, rec(Op::Open, 1, 5, 0, 0, 800)), vec![(5, 0, 800)]);
+        assert_eq!(
+            ask(&mut p, rec(Op::Open, 1, 5, 0, 0, 800)),
+            vec![(5, 0, 800)]
+        );
         // reads of the open handle ask nothing more
         assert!(ask(&mut p, read(1, 5, 0, 100, 800)).is_empty());
         assert!(ask(&mut p, rec(Op::Open, 2, 6, 0, 0, 1001)).is_empty());

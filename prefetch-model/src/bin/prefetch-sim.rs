@@ -76,21 +76,41 @@ fn parse() -> Result<Args, ArgError> {
         let val = it.next().ok_or_else(|| ArgError::Missing(flag.clone()))?;
         let bad = || ArgError::Bad(flag.clone(), val.clone());
         match flag.as_str() {
-            "--scale" => a.scale = val.parse().ok().filter(|s: &f64| *s > 0.0).ok_or_else(bad)?,
+            "--scale" => {
+                a.scale = val
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s > 0.0)
+                    .ok_or_else(bad)?
+            }
             "--seed" => a.seed = val.parse().map_err(|_| bad())?,
             "--trace-csv" => a.trace_csv = Some(PathBuf::from(&val)),
             "--policies" => {
-                a.policies = val.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                a.policies = val
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
                 for p in &a.policies {
                     if policy(p).is_none() {
-                        return Err(ArgError::Policy(p.clone(), format!("{},learned", baselines::NAMES.join(","))));
+                        return Err(ArgError::Policy(
+                            p.clone(),
+                            format!("{},learned", baselines::NAMES.join(",")),
+                        ));
                     }
                 }
             }
-            "--workloads" => a.workloads = Some(val.split(',').map(|s| s.trim().to_string()).collect()),
+            "--workloads" => {
+                a.workloads = Some(val.split(',').map(|s| s.trim().to_string()).collect())
+            }
             "--cache-mib" => a.cfg.cache_bytes = val.parse::<u64>().map_err(|_| bad())? << 20,
             "--first-byte-ms" => {
-                a.cfg.store.first_byte = val.parse::<f64>().ok().filter(|x| *x >= 0.0).ok_or_else(bad)? / 1e3
+                a.cfg.store.first_byte = val
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| *x >= 0.0)
+                    .ok_or_else(bad)?
+                    / 1e3
             }
             _ => return Err(ArgError::Unknown(flag)),
         }
@@ -193,7 +213,13 @@ fn main() -> ExitCode {
             let Some(mut p) = policy(name) else { continue };
             let t = Instant::now();
             let r = replay(w, p.as_mut(), &args.cfg);
-            eprintln!("{} / {}: {} records in {:.1} s", w.name, name, w.records.len(), t.elapsed().as_secs_f64());
+            eprintln!(
+                "{} / {}: {} records in {:.1} s",
+                w.name,
+                name,
+                w.records.len(),
+                t.elapsed().as_secs_f64()
+            );
             if !args.markdown {
                 println!("{}", plain(&r));
             }

@@ -6,11 +6,20 @@ use super::*;
 
 /// Checks the invariants every successful layout must hold.
 fn check(l: &Layout, file_size: u64) {
-    assert!(l.source.start <= l.source.end && l.source.end <= file_size, "{l:?}");
+    assert!(
+        l.source.start <= l.source.end && l.source.end <= file_size,
+        "{l:?}"
+    );
     for e in &l.extents {
-        assert!(e.start < e.end && e.end <= file_size, "{e:?} of {file_size}");
+        assert!(
+            e.start < e.end && e.end <= file_size,
+            "{e:?} of {file_size}"
+        );
     }
-    assert!(l.extents.windows(2).all(|w| w[0].start <= w[1].start), "unsorted {l:?}");
+    assert!(
+        l.extents.windows(2).all(|w| w[0].start <= w[1].start),
+        "unsorted {l:?}"
+    );
 }
 
 proptest! {
@@ -87,9 +96,18 @@ proptest! {
 
 #[test]
 fn hints_per_format() {
-    assert_eq!(layout_hint(FormatClass::Parquet), Some(Probe::Footer { tail: 8 }));
-    assert_eq!(layout_hint(FormatClass::Safetensors), Some(Probe::Header { head: 8 }));
-    assert_eq!(layout_hint(FormatClass::Tar), Some(Probe::Headers { block: 512 }));
+    assert_eq!(
+        layout_hint(FormatClass::Parquet),
+        Some(Probe::Footer { tail: 8 })
+    );
+    assert_eq!(
+        layout_hint(FormatClass::Safetensors),
+        Some(Probe::Header { head: 8 })
+    );
+    assert_eq!(
+        layout_hint(FormatClass::Tar),
+        Some(Probe::Headers { block: 512 })
+    );
     assert_eq!(layout_hint(FormatClass::TfRecord), None);
     assert_eq!(Probe::Footer { tail: 8 }.first_range(100), 92..100);
     assert_eq!(Probe::Footer { tail: 8 }.first_range(5), 0..5);

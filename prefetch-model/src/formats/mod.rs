@@ -102,12 +102,18 @@ pub fn layout_hint(format: FormatClass) -> Option<Probe> {
 
 /// The range holding the layout (footer or header, with its length bytes), given the bytes of
 /// [`Probe::first_range`]. Only for `Footer` and `Header` probes.
-pub fn layout_source(format: FormatClass, first: &[u8], file_size: u64) -> Result<Range<u64>, FormatError> {
+pub fn layout_source(
+    format: FormatClass,
+    first: &[u8],
+    file_size: u64,
+) -> Result<Range<u64>, FormatError> {
     match format {
         FormatClass::Parquet => {
             let len = parquet_footer_len(first)?;
             let start = file_size.checked_sub(len + 8 + 4).ok_or_else(|| {
-                FormatError::OutOfRange(format!("footer of {len} bytes does not fit a {file_size}-byte file"))
+                FormatError::OutOfRange(format!(
+                    "footer of {len} bytes does not fit a {file_size}-byte file"
+                ))
             })?;
             Ok(start + 4..file_size)
         }
@@ -121,12 +127,18 @@ pub fn layout_source(format: FormatClass, first: &[u8], file_size: u64) -> Resul
             }
             Ok(0..end)
         }
-        other => Err(FormatError::Unsupported(format!("no footer or header layout for {other:?}"))),
+        other => Err(FormatError::Unsupported(format!(
+            "no footer or header layout for {other:?}"
+        ))),
     }
 }
 
 /// Parses the bytes of [`layout_source`]'s range into the file's layout.
-pub fn parse_layout(format: FormatClass, source: &[u8], file_size: u64) -> Result<Layout, FormatError> {
+pub fn parse_layout(
+    format: FormatClass,
+    source: &[u8],
+    file_size: u64,
+) -> Result<Layout, FormatError> {
     match format {
         FormatClass::Parquet => parquet_layout(source, file_size),
         FormatClass::Safetensors => {
@@ -145,7 +157,9 @@ pub fn parse_layout(format: FormatClass, source: &[u8], file_size: u64) -> Resul
             safetensors_layout(json, file_size)
         }
         FormatClass::Tar => tar_layout(source, 0, file_size),
-        other => Err(FormatError::Unsupported(format!("no layout parser for {other:?}"))),
+        other => Err(FormatError::Unsupported(format!(
+            "no layout parser for {other:?}"
+        ))),
     }
 }
 

@@ -49,14 +49,22 @@ pub struct ParquetLayout {
 /// (`<u32 LE length> "PAR1"`).
 pub fn parquet_footer_len(tail8: &[u8]) -> Result<u64, FormatError> {
     if tail8.len() != 8 {
-        return Err(FormatError::Short { what: "parquet tail", need: 8, got: tail8.len() as u64 });
+        return Err(FormatError::Short {
+            what: "parquet tail",
+            need: 8,
+            got: tail8.len() as u64,
+        });
     }
     let magic = &tail8[4..8];
     if magic == MAGIC_ENCRYPTED {
-        return Err(FormatError::Unsupported("parquet file with an encrypted footer (PARE)".into()));
+        return Err(FormatError::Unsupported(
+            "parquet file with an encrypted footer (PARE)".into(),
+        ));
     }
     if magic != MAGIC {
-        return Err(FormatError::BadMagic(format!("parquet tail ends with {magic:02x?}, not PAR1")));
+        return Err(FormatError::BadMagic(format!(
+            "parquet tail ends with {magic:02x?}, not PAR1"
+        )));
     }
     let len = u32::from_le_bytes([tail8[0], tail8[1], tail8[2], tail8[3]]) as u64;
     if len == 0 {
@@ -79,19 +87,33 @@ pub fn parquet_layout(footer: &[u8], file_size: u64) -> Result<Layout, FormatErr
 }
 
 /// Like [`parquet_layout`], also naming each chunk's row group and column.
-pub fn parquet_layout_detailed(footer: &[u8], file_size: u64) -> Result<ParquetLayout, FormatError> {
+pub fn parquet_layout_detailed(
+    footer: &[u8],
+    file_size: u64,
+) -> Result<ParquetLayout, FormatError> {
     let meta = strip_tail(footer);
     let len = meta.len() as u64;
     if len == 0 {
-        return Err(FormatError::Short { what: "parquet footer", need: 1, got: 0 });
+        return Err(FormatError::Short {
+            what: "parquet footer",
+            need: 1,
+            got: 0,
+        });
     }
     if len > MAX_FOOTER_LEN {
-        return Err(FormatError::OutOfRange(format!("parquet footer of {len} bytes exceeds the cap")));
+        return Err(FormatError::OutOfRange(format!(
+            "parquet footer of {len} bytes exceeds the cap"
+        )));
     }
     // The footer and tail sit at the end, after the leading magic.
-    let footer_start = file_size.checked_sub(len + 8).filter(|s| *s >= 4).ok_or_else(|| {
-        FormatError::OutOfRange(format!("footer of {len} bytes does not fit a {file_size}-byte file"))
-    })?;
+    let footer_start = file_size
+        .checked_sub(len + 8)
+        .filter(|s| *s >= 4)
+        .ok_or_else(|| {
+            FormatError::OutOfRange(format!(
+                "footer of {len} bytes does not fit a {file_size}-byte file"
+            ))
+        })?;
     let data = 4..footer_start;
 
     let mut r = Reader::new(meta);
@@ -100,12 +122,22 @@ pub fn parquet_layout_detailed(footer: &[u8], file_size: u64) -> Result<ParquetL
         .into_iter()
         .filter_map(|c| {
             let range = c.range.start.max(data.start)..c.range.end.min(data.end);
-            (range.start < range.end).then_some(ChunkInfo { row_group: c.row_group, column: c.column, range })
+            (range.start < range.end).then_some(ChunkInfo {
+                row_group: c.row_group,
+                column: c.column,
+                range,
+            })
         })
         .collect();
     let mut extents: Vec<Range<u64>> = chunks.iter().map(|c| c.range.clone()).collect();
     extents.sort_by_key(|e| (e.start, e.end));
-    Ok(ParquetLayout { layout: Layout { source: footer_start..file_size, extents }, chunks })
+    Ok(ParquetLayout {
+        layout: Layout {
+            source: footer_start..file_size,
+            extents,
+        },
+        chunks,
+    })
 }
 
 /// Drops a trailing `<u32 LE len> "PAR1"` when it describes the bytes before it. A
@@ -125,7 +157,9 @@ fn expect(ty: TType, want: TType, what: &str) -> Result<(), FormatError> {
     if ty == want {
         Ok(())
     } else {
-        Err(FormatError::Invalid(format!("{what} has type {ty:?}, expected {want:?}")))
+        Err(FormatError::Invalid(format!(
+            "{what} has type {ty:?}, expected {want:?}"
+        )))
     }
 }
 
@@ -137,7 +171,9 @@ fn read_file_metadata(r: &mut Reader<'_>) -> Result<Vec<ChunkInfo>, FormatError>
         if id == 4 {
             expect(ty, TType::List, "FileMetaData.row_groups")?;
             if seen_row_groups {
-                return Err(FormatError::Invalid("FileMetaData.row_groups appears twice".into()));
+                return Err(FormatError::Invalid(
+                    "FileMetaData.row_groups appears twice".into(),
+                ));
             }
             seen_row_groups = true;
             let (n, elem) = r.list_header()?;
@@ -151,12 +187,18 @@ fn read_file_metadata(r: &mut Reader<'_>) -> Result<Vec<ChunkInfo>, FormatError>
         last = id;
     }
     if !seen_row_groups {
-        return Err(FormatError::Invalid("FileMetaData has no row_groups (field 4)".into()));
+        return Err(FormatError::Invalid(
+            "FileMetaData has no row_groups (field 4)".into(),
+        ));
     }
     Ok(chunks)
 }
 
-fn read_row_group(r: &mut Reader<'_>, rg: u32, out: &mut Vec<ChunkInfo>) -> Result<(), FormatError> {
+fn read_row_group(
+    r: &mut Reader<'_>,
+    rg: u32,
+    out: &mut Vec<ChunkInfo>,
+) -> Result<(), FormatError> {
     let mut last = 0;
     while let Some((id, ty)) = r.field(last)? {
         if id == 1 {
@@ -170,7 +212,11 @@ fn read_row_group(r: &mut Reader<'_>, rg: u32, out: &mut Vec<ChunkInfo>) -> Resu
                             "more than {MAX_CHUNKS} column chunks"
                         )));
                     }
-                    out.push(ChunkInfo { row_group: rg, column: col as u32, range });
+                    out.push(ChunkInfo {
+                        row_group: rg,
+                        column: col as u32,
+                        range,
+                    });
                 }
             }
         } else {
@@ -216,8 +262,11 @@ fn read_column_meta(r: &mut Reader<'_>) -> Result<Range<u64>, FormatError> {
         }
         last = id;
     }
-    let size = size.ok_or_else(|| FormatError::Invalid("ColumnMetaData without total_compressed_size".into()))?;
-    let data = data.ok_or_else(|| FormatError::Invalid("ColumnMetaData without data_page_offset".into()))?;
+    let size = size.ok_or_else(|| {
+        FormatError::Invalid("ColumnMetaData without total_compressed_size".into())
+    })?;
+    let data =
+        data.ok_or_else(|| FormatError::Invalid("ColumnMetaData without data_page_offset".into()))?;
     if size < 0 || data < 0 {
         return Err(FormatError::Invalid(format!(
             "negative column chunk offset {data} or size {size}"

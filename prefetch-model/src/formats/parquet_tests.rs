@@ -26,7 +26,10 @@ pub(super) struct Enc {
 
 impl Enc {
     pub fn new() -> Self {
-        Enc { buf: Vec::new(), last: vec![0] }
+        Enc {
+            buf: Vec::new(),
+            last: vec![0],
+        }
     }
     pub fn varint(&mut self, mut v: u64) {
         loop {
@@ -151,7 +154,12 @@ struct Col {
 }
 
 fn col(dict: Option<i64>, data: i64, size: i64) -> Col {
-    Col { dict, data, size, file_path: None }
+    Col {
+        dict,
+        data,
+        size,
+        file_path: None,
+    }
 }
 
 /// Encodes a FileMetaData with the given row groups; `noise` adds unknown fields of every type
@@ -159,7 +167,7 @@ fn col(dict: Option<i64>, data: i64, size: i64) -> Col {
 fn file_metadata(row_groups: &[Vec<Col>], noise: bool) -> Vec<u8> {
     let mut e = Enc::new();
     e.i32_field(1, 2); // version
-    // schema: list<SchemaElement> with a root and a leaf
+                       // schema: list<SchemaElement> with a root and a leaf
     e.field(2, ty::LIST);
     e.list(2, ty::STRUCT);
     for name in [&b"schema"[..], b"a"] {
@@ -257,8 +265,16 @@ fn file(meta: &[u8], data_end: u64) -> Vec<u8> {
 /// 2 row groups x 3 columns, some with dictionary pages.
 fn two_by_three() -> Vec<Vec<Col>> {
     vec![
-        vec![col(Some(4), 104, 300), col(None, 304, 200), col(Some(504), 600, 150)],
-        vec![col(Some(654), 700, 100), col(None, 754, 46), col(Some(800), 900, 1000)],
+        vec![
+            col(Some(4), 104, 300),
+            col(None, 304, 200),
+            col(Some(504), 600, 150),
+        ],
+        vec![
+            col(Some(654), 700, 100),
+            col(None, 754, 46),
+            col(Some(800), 900, 1000),
+        ],
     ]
 }
 
@@ -294,9 +310,16 @@ fn two_row_groups_three_columns() {
             (1, 1, 754..800),
             (1, 2, 800..1800),
         ];
-        let got: Vec<_> = p.chunks.iter().map(|c| (c.row_group, c.column, c.range.clone())).collect();
+        let got: Vec<_> = p
+            .chunks
+            .iter()
+            .map(|c| (c.row_group, c.column, c.range.clone()))
+            .collect();
         assert_eq!(got, want, "noise={noise}");
-        assert_eq!(p.layout.extents, want.iter().map(|w| w.2.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            p.layout.extents,
+            want.iter().map(|w| w.2.clone()).collect::<Vec<_>>()
+        );
         let size = f.len() as u64;
         assert_eq!(p.layout.source, size - 8 - meta.len() as u64..size);
     }
@@ -311,36 +334,75 @@ fn footer_with_tail_parses_the_same() {
     assert_eq!(parquet_layout(src, size).unwrap(), parse_file(&f).layout);
     // and through the generic probe path
     let first = &f[f.len() - 8..];
-    let range = super::super::layout_source(crate::trace::FormatClass::Parquet, first, size).unwrap();
-    let l = super::super::parse_layout(crate::trace::FormatClass::Parquet, &f[range.start as usize..], size).unwrap();
+    let range =
+        super::super::layout_source(crate::trace::FormatClass::Parquet, first, size).unwrap();
+    let l = super::super::parse_layout(
+        crate::trace::FormatClass::Parquet,
+        &f[range.start as usize..],
+        size,
+    )
+    .unwrap();
     assert_eq!(l, parse_file(&f).layout);
 }
 
 #[test]
 fn extents_sorted_clipped_and_odd_chunks_dropped() {
     let rgs = vec![vec![
-        col(None, 1000, 100),      // listed first, lies last
-        col(Some(0), 10, 90),      // dictionary_page_offset 0 means none
-        col(Some(500), 400, 50),   // dictionary after data: ignored
-        Col { file_path: Some("other.parquet"), ..col(None, 200, 10) },
-        col(None, 1050, 10_000),   // runs into the footer: clipped
-        col(None, 5000, 10),       // starts past the data region: dropped
+        col(None, 1000, 100),    // listed first, lies last
+        col(Some(0), 10, 90),    // dictionary_page_offset 0 means none
+        col(Some(500), 400, 50), // dictionary after data: ignored
+        Col {
+            file_path: Some("other.parquet"),
+            ..col(None, 200, 10)
+        },
+        col(None, 1050, 10_000), // runs into the footer: clipped
+        col(None, 5000, 10),     // starts past the data region: dropped
     ]];
     let meta = file_metadata(&rgs, false);
     let f = file(&meta, 1100);
     let p = parse_file(&f);
-    let got: Vec<_> = p.chunks.iter().map(|c| (c.column, c.range.clone())).collect();
-    assert_eq!(got, vec![(0, 1000..1100), (1, 10..100), (2, 400..450), (4, 1050..1100)]);
-    assert_eq!(p.layout.extents, vec![10..100, 400..450, 1000..1100, 1050..1100]);
+    let got: Vec<_> = p
+        .chunks
+        .iter()
+        .map(|c| (c.column, c.range.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, 1000..1100),
+            (1, 10..100),
+            (2, 400..450),
+            (4, 1050..1100)
+        ]
+    );
+    assert_eq!(
+        p.layout.extents,
+        vec![10..100, 400..450, 1000..1100, 1050..1100]
+    );
 }
 
 #[test]
 fn tail_errors() {
-    assert!(matches!(parquet_footer_len(b"\x10\0\0\0PAR"), Err(FormatError::Short { .. })));
-    assert!(matches!(parquet_footer_len(b"\x10\0\0\0PAR2"), Err(FormatError::BadMagic(_))));
-    assert!(matches!(parquet_footer_len(b"\x10\0\0\0PARE"), Err(FormatError::Unsupported(_))));
-    assert!(matches!(parquet_footer_len(b"\0\0\0\0PAR1"), Err(FormatError::Invalid(_))));
-    assert!(matches!(parquet_footer_len(b"\xff\xff\xff\xffPAR1"), Err(FormatError::OutOfRange(_))));
+    assert!(matches!(
+        parquet_footer_len(b"\x10\0\0\0PAR"),
+        Err(FormatError::Short { .. })
+    ));
+    assert!(matches!(
+        parquet_footer_len(b"\x10\0\0\0PAR2"),
+        Err(FormatError::BadMagic(_))
+    ));
+    assert!(matches!(
+        parquet_footer_len(b"\x10\0\0\0PARE"),
+        Err(FormatError::Unsupported(_))
+    ));
+    assert!(matches!(
+        parquet_footer_len(b"\0\0\0\0PAR1"),
+        Err(FormatError::Invalid(_))
+    ));
+    assert!(matches!(
+        parquet_footer_len(b"\xff\xff\xff\xffPAR1"),
+        Err(FormatError::OutOfRange(_))
+    ));
     assert_eq!(parquet_footer_len(b"\x10\x01\0\0PAR1").unwrap(), 0x110);
 }
 
@@ -348,7 +410,10 @@ fn tail_errors() {
 fn footer_larger_than_file_is_rejected() {
     let meta = file_metadata(&two_by_three(), false);
     let size = meta.len() as u64 + 8 + 3; // no room for the leading magic
-    assert!(matches!(parquet_layout(&meta, size), Err(FormatError::OutOfRange(_))));
+    assert!(matches!(
+        parquet_layout(&meta, size),
+        Err(FormatError::OutOfRange(_))
+    ));
 }
 
 #[test]
@@ -366,28 +431,47 @@ fn malformed_metadata_is_an_error() {
     let mut e = Enc::new();
     e.i32_field(1, 2);
     e.end();
-    assert!(matches!(parquet_layout(&e.buf, 1 << 20), Err(FormatError::Invalid(_))));
+    assert!(matches!(
+        parquet_layout(&e.buf, 1 << 20),
+        Err(FormatError::Invalid(_))
+    ));
     // row_groups with the wrong type
     let mut e = Enc::new();
     e.i64_field(4, 2);
     e.end();
-    assert!(matches!(parquet_layout(&e.buf, 1 << 20), Err(FormatError::Invalid(_))));
+    assert!(matches!(
+        parquet_layout(&e.buf, 1 << 20),
+        Err(FormatError::Invalid(_))
+    ));
     // negative size
     let meta = file_metadata(&[vec![col(None, 100, -5)]], false);
-    assert!(matches!(parquet_layout(&meta, 1 << 20), Err(FormatError::Invalid(_))));
+    assert!(matches!(
+        parquet_layout(&meta, 1 << 20),
+        Err(FormatError::Invalid(_))
+    ));
     // a list claiming more elements than bytes
     let mut e = Enc::new();
     e.field(4, ty::LIST);
-    e.buf.extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0xff, 0x0f]);
-    assert!(matches!(parquet_layout(&e.buf, 1 << 20), Err(FormatError::Thrift(_))));
+    e.buf
+        .extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    assert!(matches!(
+        parquet_layout(&e.buf, 1 << 20),
+        Err(FormatError::Thrift(_))
+    ));
     // deep nesting of unknown structs does not overflow the stack
     let mut deep = Vec::new();
     for _ in 0..10_000 {
         deep.push(0x1c); // field +1, struct
     }
-    assert!(matches!(parquet_layout(&deep, 1 << 20), Err(FormatError::Thrift(_))));
+    assert!(matches!(
+        parquet_layout(&deep, 1 << 20),
+        Err(FormatError::Thrift(_))
+    ));
     // unknown type code
-    assert!(matches!(parquet_layout(&[0x1e, 0x00], 1 << 20), Err(FormatError::Thrift(_))));
+    assert!(matches!(
+        parquet_layout(&[0x1e, 0x00], 1 << 20),
+        Err(FormatError::Thrift(_))
+    ));
 }
 
 proptest::proptest! {
@@ -449,12 +533,20 @@ print(json.dumps(out))
         .arg(&path)
         .output()
         .unwrap_or_else(|e| panic!("{py}: {e} (set CAIRN_PYTHON to a python with pyarrow)"));
-    assert!(out.status.success(), "pyarrow script failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pyarrow script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let want: Vec<(u32, u32, u64, u64)> = serde_json::from_slice(&out.stdout).unwrap();
     let f = std::fs::read(&path).unwrap();
     std::fs::remove_dir_all(&dir).ok();
     let p = parse_file(&f);
-    let got: Vec<_> = p.chunks.iter().map(|c| (c.row_group, c.column, c.range.start, c.range.end)).collect();
+    let got: Vec<_> = p
+        .chunks
+        .iter()
+        .map(|c| (c.row_group, c.column, c.range.start, c.range.end))
+        .collect();
     assert_eq!(got, want);
     assert_eq!(got.len(), 9);
 }

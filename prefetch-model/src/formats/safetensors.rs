@@ -40,10 +40,16 @@ pub fn safetensors_header_len(first8: &[u8]) -> Result<u64, FormatError> {
     let b: [u8; 8] = first8
         .get(..8)
         .and_then(|s| s.try_into().ok())
-        .ok_or(FormatError::Short { what: "safetensors length", need: 8, got: first8.len() as u64 })?;
+        .ok_or(FormatError::Short {
+            what: "safetensors length",
+            need: 8,
+            got: first8.len() as u64,
+        })?;
     let n = u64::from_le_bytes(b);
     if n < 2 {
-        return Err(FormatError::Invalid(format!("safetensors header of {n} bytes cannot hold a JSON object")));
+        return Err(FormatError::Invalid(format!(
+            "safetensors header of {n} bytes cannot hold a JSON object"
+        )));
     }
     if n > MAX_HEADER_LEN {
         return Err(FormatError::OutOfRange(format!(
@@ -59,19 +65,28 @@ pub fn safetensors_layout(header_json: &[u8], file_size: u64) -> Result<Layout, 
 }
 
 /// Like [`safetensors_layout`], also naming each tensor.
-pub fn safetensors_layout_detailed(header_json: &[u8], file_size: u64) -> Result<SafetensorsLayout, FormatError> {
+pub fn safetensors_layout_detailed(
+    header_json: &[u8],
+    file_size: u64,
+) -> Result<SafetensorsLayout, FormatError> {
     let n = header_json.len() as u64;
     if n > MAX_HEADER_LEN {
-        return Err(FormatError::OutOfRange(format!("safetensors header of {n} bytes exceeds the cap")));
+        return Err(FormatError::OutOfRange(format!(
+            "safetensors header of {n} bytes exceeds the cap"
+        )));
     }
     let data_start = 8 + n;
     let data_len = file_size.checked_sub(data_start).ok_or_else(|| {
-        FormatError::OutOfRange(format!("header of {n} bytes does not fit a {file_size}-byte file"))
+        FormatError::OutOfRange(format!(
+            "header of {n} bytes does not fit a {file_size}-byte file"
+        ))
     })?;
     let root: Value = serde_json::from_slice(header_json)
         .map_err(|e| FormatError::Invalid(format!("safetensors header is not JSON: {e}")))?;
     let Value::Object(map) = root else {
-        return Err(FormatError::Invalid("safetensors header is not a JSON object".into()));
+        return Err(FormatError::Invalid(
+            "safetensors header is not a JSON object".into(),
+        ));
     };
     let mut tensors = Vec::with_capacity(map.len());
     for (name, v) in map {
@@ -85,7 +100,11 @@ pub fn safetensors_layout_detailed(header_json: &[u8], file_size: u64) -> Result
                 rel.end
             )));
         }
-        tensors.push(TensorInfo { name, dtype, range: data_start + rel.start..data_start + rel.end });
+        tensors.push(TensorInfo {
+            name,
+            dtype,
+            range: data_start + rel.start..data_start + rel.end,
+        });
     }
     tensors.sort_by(|a, b| (a.range.start, a.range.end).cmp(&(b.range.start, b.range.end)));
     for w in tensors.windows(2) {
@@ -96,33 +115,53 @@ pub fn safetensors_layout_detailed(header_json: &[u8], file_size: u64) -> Result
             )));
         }
     }
-    let extents = tensors.iter().filter(|t| !t.range.is_empty()).map(|t| t.range.clone()).collect();
-    Ok(SafetensorsLayout { layout: Layout { source: 0..data_start, extents }, tensors })
+    let extents = tensors
+        .iter()
+        .filter(|t| !t.range.is_empty())
+        .map(|t| t.range.clone())
+        .collect();
+    Ok(SafetensorsLayout {
+        layout: Layout {
+            source: 0..data_start,
+            extents,
+        },
+        tensors,
+    })
 }
 
 /// A tensor's dtype and data range relative to the data start, checked for consistency.
 fn tensor_entry(name: &str, v: &Value) -> Result<(String, Range<u64>), FormatError> {
     let bad = |why: &str| FormatError::Invalid(format!("tensor {name:?}: {why}"));
     let obj = v.as_object().ok_or_else(|| bad("entry is not an object"))?;
-    let dtype = obj.get("dtype").and_then(Value::as_str).ok_or_else(|| bad("missing dtype"))?;
+    let dtype = obj
+        .get("dtype")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("missing dtype"))?;
     let offs = obj
         .get("data_offsets")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("missing data_offsets"))?;
     let (begin, end) = match offs.as_slice() {
         [b, e] => (
-            b.as_u64().ok_or_else(|| bad("data_offsets are not unsigned integers"))?,
-            e.as_u64().ok_or_else(|| bad("data_offsets are not unsigned integers"))?,
+            b.as_u64()
+                .ok_or_else(|| bad("data_offsets are not unsigned integers"))?,
+            e.as_u64()
+                .ok_or_else(|| bad("data_offsets are not unsigned integers"))?,
         ),
         _ => return Err(bad("data_offsets must be [begin, end]")),
     };
     if begin > end {
         return Err(bad(&format!("data_offsets [{begin}, {end}] are reversed")));
     }
-    let shape = obj.get("shape").and_then(Value::as_array).ok_or_else(|| bad("missing shape"))?;
+    let shape = obj
+        .get("shape")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("missing shape"))?;
     let mut elems: u64 = 1;
     for d in shape {
-        let d = d.as_u64().ok_or_else(|| bad("shape has a non-integer dimension"))?;
+        let d = d
+            .as_u64()
+            .ok_or_else(|| bad("shape has a non-integer dimension"))?;
         elems = elems.checked_mul(d).ok_or_else(|| bad("shape overflows"))?;
     }
     if let Some(bits) = dtype_bits(dtype) {
@@ -193,7 +232,10 @@ mod tests {
         let s = parse(&f).unwrap();
         let d = 8 + n;
         assert_eq!(s.layout.source, 0..d);
-        assert_eq!(s.layout.extents, vec![d..d + 16, d + 16..d + 80, d + 80..d + 83]);
+        assert_eq!(
+            s.layout.extents,
+            vec![d..d + 16, d + 16..d + 80, d + 80..d + 83]
+        );
         let names: Vec<_> = s.tensors.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["a.bias", "b.weight", "c.empty", "d.odd"]);
         assert_eq!(s.tensors[1].dtype, "F32");
@@ -208,13 +250,29 @@ mod tests {
     #[test]
     fn bad_offsets_are_rejected() {
         let cases = [
-            (json!({"a": t("U8", &[10], 0, 10), "b": t("U8", &[10], 5, 15)}), 15, "overlap"),
+            (
+                json!({"a": t("U8", &[10], 0, 10), "b": t("U8", &[10], 5, 15)}),
+                15,
+                "overlap",
+            ),
             (json!({"a": t("U8", &[10], 0, 10)}), 9, "past the"),
             (json!({"a": t("U8", &[10], 10, 0)}), 20, "reversed"),
             (json!({"a": t("F32", &[3], 0, 10)}), 20, "needs 12 bytes"),
-            (json!({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0]}}), 20, "[begin, end]"),
-            (json!({"a": {"dtype": "U8", "shape": [1], "data_offsets": [-1, 0]}}), 20, "unsigned"),
-            (json!({"a": {"shape": [1], "data_offsets": [0, 1]}}), 20, "dtype"),
+            (
+                json!({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0]}}),
+                20,
+                "[begin, end]",
+            ),
+            (
+                json!({"a": {"dtype": "U8", "shape": [1], "data_offsets": [-1, 0]}}),
+                20,
+                "unsigned",
+            ),
+            (
+                json!({"a": {"shape": [1], "data_offsets": [0, 1]}}),
+                20,
+                "dtype",
+            ),
             (json!({"a": t("U8", &[u64::MAX, 2], 0, 1)}), 20, "overflows"),
             (json!({"a": 3}), 20, "not an object"),
             (json!([1, 2]), 20, "not a JSON object"),
@@ -227,10 +285,19 @@ mod tests {
 
     #[test]
     fn header_len_checks() {
-        assert!(matches!(safetensors_header_len(&[1, 0, 0]), Err(FormatError::Short { .. })));
-        assert!(matches!(safetensors_header_len(&1u64.to_le_bytes()), Err(FormatError::Invalid(_))));
+        assert!(matches!(
+            safetensors_header_len(&[1, 0, 0]),
+            Err(FormatError::Short { .. })
+        ));
+        assert!(matches!(
+            safetensors_header_len(&1u64.to_le_bytes()),
+            Err(FormatError::Invalid(_))
+        ));
         let big = (MAX_HEADER_LEN + 1).to_le_bytes();
-        assert!(matches!(safetensors_header_len(&big), Err(FormatError::OutOfRange(_))));
+        assert!(matches!(
+            safetensors_header_len(&big),
+            Err(FormatError::OutOfRange(_))
+        ));
         assert_eq!(safetensors_header_len(&64u64.to_le_bytes()).unwrap(), 64);
         // a header longer than the file
         let fc = crate::trace::FormatClass::Safetensors;
@@ -246,7 +313,10 @@ mod tests {
         let n = u64::from_le_bytes(f[..8].try_into().unwrap()) as usize;
         let json_len = serde_json::to_vec(&h).unwrap().len();
         for k in 0..json_len {
-            assert!(safetensors_layout(&f[8..8 + k], f.len() as u64).is_err(), "prefix {k}");
+            assert!(
+                safetensors_layout(&f[8..8 + k], f.len() as u64).is_err(),
+                "prefix {k}"
+            );
         }
         assert!(safetensors_layout(&f[8..8 + n], f.len() as u64).is_ok());
     }
@@ -275,7 +345,8 @@ mod tests {
     #[ignore]
     fn real_safetensors_file() {
         let py = std::env::var("CAIRN_PYTHON").unwrap_or_else(|_| "python3".into());
-        let path = std::env::temp_dir().join(format!("cairn-st-{}.safetensors", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("cairn-st-{}.safetensors", std::process::id()));
         let script = r#"
 import sys, numpy as np
 from safetensors.numpy import save_file
@@ -291,11 +362,22 @@ save_file({
             .arg(&path)
             .output()
             .unwrap_or_else(|e| panic!("{py}: {e} (set CAIRN_PYTHON)"));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let f = std::fs::read(&path).unwrap();
         std::fs::remove_file(&path).ok();
         let s = parse(&f).unwrap();
-        let by_name = |n: &str| s.tensors.iter().find(|t| t.name == n).unwrap().range.clone();
+        let by_name = |n: &str| {
+            s.tensors
+                .iter()
+                .find(|t| t.name == n)
+                .unwrap()
+                .range
+                .clone()
+        };
         let bytes = |r: Range<u64>| f[r.start as usize..r.end as usize].to_vec();
         assert_eq!(bytes(by_name("w1")), [1.0f32.to_le_bytes(); 15].concat());
         assert_eq!(bytes(by_name("b1")), [2i16.to_le_bytes(); 7].concat());

@@ -46,11 +46,15 @@ pub enum TarBlock {
 
 /// Parses the header block at `offset` (a multiple of 512) of a `file_size`-byte archive.
 pub fn next_tar_header(block: &[u8], offset: u64, file_size: u64) -> Result<TarBlock, FormatError> {
-    let block = block
-        .get(..BLOCK as usize)
-        .ok_or(FormatError::Short { what: "tar header", need: BLOCK, got: block.len() as u64 })?;
+    let block = block.get(..BLOCK as usize).ok_or(FormatError::Short {
+        what: "tar header",
+        need: BLOCK,
+        got: block.len() as u64,
+    })?;
     if offset % BLOCK != 0 {
-        return Err(FormatError::Invalid(format!("tar header offset {offset} is not block aligned")));
+        return Err(FormatError::Invalid(format!(
+            "tar header offset {offset} is not block aligned"
+        )));
     }
     if offset.checked_add(BLOCK).is_none_or(|e| e > file_size) {
         return Err(FormatError::OutOfRange(format!(
@@ -84,14 +88,22 @@ pub fn next_tar_header(block: &[u8], offset: u64, file_size: u64) -> Result<TarB
 
 fn entry(header: u64, typeflag: u8, size: u64, file_size: u64) -> Result<TarEntry, FormatError> {
     let start = header + BLOCK;
-    let end = start.checked_add(size).filter(|e| *e <= file_size).ok_or_else(|| {
-        FormatError::OutOfRange(format!(
+    let end = start
+        .checked_add(size)
+        .filter(|e| *e <= file_size)
+        .ok_or_else(|| {
+            FormatError::OutOfRange(format!(
             "tar member at {header} of {size} bytes runs past the end of a {file_size}-byte file"
         ))
-    })?;
+        })?;
     // end <= file_size, so rounding up cannot overflow
     let next = end.div_ceil(BLOCK) * BLOCK;
-    Ok(TarEntry { header, typeflag, data: start..end, next })
+    Ok(TarEntry {
+        header,
+        typeflag,
+        data: start..end,
+        next,
+    })
 }
 
 /// A numeric field: octal digits (leading spaces, ended by NUL or space).
@@ -107,7 +119,11 @@ fn parse_octal(field: &[u8], what: &str) -> Result<u64, FormatError> {
                     .ok_or_else(|| FormatError::Invalid(format!("tar {what} overflows")))?;
             }
             0 | b' ' => break,
-            _ => return Err(FormatError::Invalid(format!("tar {what} field has non-octal byte {b:#04x}"))),
+            _ => {
+                return Err(FormatError::Invalid(format!(
+                    "tar {what} field has non-octal byte {b:#04x}"
+                )))
+            }
         }
     }
     Ok(v)
@@ -139,7 +155,10 @@ pub fn pax_size(records: &[u8]) -> Result<Option<u64>, FormatError> {
     let mut rest = records;
     // GNU tar pads the data block with NULs after the last record
     while rest.first().is_some_and(|b| *b != 0) {
-        let sp = rest.iter().position(|b| *b == b' ').ok_or_else(|| bad("record without length"))?;
+        let sp = rest
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or_else(|| bad("record without length"))?;
         let len: usize = std::str::from_utf8(&rest[..sp])
             .ok()
             .and_then(|s| s.parse().ok())
@@ -148,7 +167,10 @@ pub fn pax_size(records: &[u8]) -> Result<Option<u64>, FormatError> {
             return Err(bad("record length does not match its text"));
         }
         let kv = &rest[sp + 1..len - 1];
-        let eq = kv.iter().position(|b| *b == b'=').ok_or_else(|| bad("record without '='"))?;
+        let eq = kv
+            .iter()
+            .position(|b| *b == b'=')
+            .ok_or_else(|| bad("record without '='"))?;
         if &kv[..eq] == b"size" {
             let v = std::str::from_utf8(&kv[eq + 1..])
                 .ok()
@@ -167,7 +189,11 @@ pub fn pax_size(records: &[u8]) -> Result<Option<u64>, FormatError> {
 /// The walk stops at a zero block or at the first header not wholly in `bytes` (a member whose
 /// header is in the window is returned even if its data is not). Extended headers are merged
 /// into the range of the member they describe.
-pub fn tar_members(bytes: &[u8], base_offset: u64, file_size: u64) -> Result<Vec<Range<u64>>, FormatError> {
+pub fn tar_members(
+    bytes: &[u8],
+    base_offset: u64,
+    file_size: u64,
+) -> Result<Vec<Range<u64>>, FormatError> {
     walk(bytes, base_offset, file_size).map(|(m, _)| m)
 }
 
@@ -176,16 +202,23 @@ pub fn tar_members(bytes: &[u8], base_offset: u64, file_size: u64) -> Result<Vec
 /// the last member's data is not in the window), where a later window should start.
 pub fn tar_layout(bytes: &[u8], base_offset: u64, file_size: u64) -> Result<Layout, FormatError> {
     let (extents, walked) = walk(bytes, base_offset, file_size)?;
-    Ok(Layout { source: base_offset..walked, extents })
+    Ok(Layout {
+        source: base_offset..walked,
+        extents,
+    })
 }
 
 /// The members and the offset where the walk stopped (the next header not yet accounted for).
 fn walk(bytes: &[u8], base: u64, file_size: u64) -> Result<(Vec<Range<u64>>, u64), FormatError> {
     if base % BLOCK != 0 {
-        return Err(FormatError::Invalid(format!("tar window offset {base} is not block aligned")));
+        return Err(FormatError::Invalid(format!(
+            "tar window offset {base} is not block aligned"
+        )));
     }
     if base > file_size {
-        return Err(FormatError::OutOfRange(format!("tar window at {base} past a {file_size}-byte file")));
+        return Err(FormatError::OutOfRange(format!(
+            "tar window at {base} past a {file_size}-byte file"
+        )));
     }
     let mut out = Vec::new();
     let mut pos = base;
@@ -193,7 +226,9 @@ fn walk(bytes: &[u8], base: u64, file_size: u64) -> Result<(Vec<Range<u64>>, u64
     let mut size_override: Option<u64> = None;
     loop {
         let rel = (pos - base) as usize;
-        let Some(block) = bytes.get(rel..rel + BLOCK as usize) else { break };
+        let Some(block) = bytes.get(rel..rel + BLOCK as usize) else {
+            break;
+        };
         let mut e = match next_tar_header(block, pos, file_size)? {
             TarBlock::End => break,
             TarBlock::Entry(e) => e,
@@ -374,7 +409,8 @@ mod tests {
             seen.push((e.typeflag, e.data.end - e.data.start));
             pos = e.next;
         }
-        let pax_len = (pax_record("path", "some/long/name") + &pax_record("size", "700")).len() as u64;
+        let pax_len =
+            (pax_record("path", "some/long/name") + &pax_record("size", "700")).len() as u64;
         let want = [
             (b'0', 100),
             (b'0', 1024),
@@ -397,17 +433,35 @@ mod tests {
         let size = t.len() as u64;
         let mut bad = t.clone();
         bad[10] ^= 1; // name byte: checksum mismatch
-        assert!(tar_members(&bad, 0, size).unwrap_err().to_string().contains("checksum"));
-        assert!(matches!(next_tar_header(&t, 100, size), Err(FormatError::Invalid(_))));
-        assert!(matches!(next_tar_header(&t[..100], 0, size), Err(FormatError::Short { .. })));
-        assert!(matches!(next_tar_header(&t, 0, 500), Err(FormatError::OutOfRange(_))));
+        assert!(tar_members(&bad, 0, size)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
+        assert!(matches!(
+            next_tar_header(&t, 100, size),
+            Err(FormatError::Invalid(_))
+        ));
+        assert!(matches!(
+            next_tar_header(&t[..100], 0, size),
+            Err(FormatError::Short { .. })
+        ));
+        assert!(matches!(
+            next_tar_header(&t, 0, 500),
+            Err(FormatError::OutOfRange(_))
+        ));
         // data past the end of the file
-        assert!(matches!(tar_members(&t, 0, 1000), Err(FormatError::OutOfRange(_))));
+        assert!(matches!(
+            tar_members(&t, 0, 1000),
+            Err(FormatError::OutOfRange(_))
+        ));
         // negative base-256 size
         let mut f = [0xffu8; 12];
         f[11] = 0xfe;
         let h = header("neg", b'0', 0, Some(f));
-        assert!(tar_members(&h, 0, 1 << 20).unwrap_err().to_string().contains("negative"));
+        assert!(tar_members(&h, 0, 1 << 20)
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
         // base-256 size over 64 bits
         let mut f = [0u8; 12];
         f[0] = 0x80;
@@ -418,7 +472,13 @@ mod tests {
         let h = header("bad", b'0', 0, Some(*b"0000000009x\0"));
         assert!(tar_members(&h, 0, 1 << 20).is_err());
         // malformed pax records
-        for recs in ["5 size=1\n", "x size=1\n", "12 size=abc\n", "9 size=1 ", "8 nokey\n"] {
+        for recs in [
+            "5 size=1\n",
+            "x size=1\n",
+            "12 size=abc\n",
+            "9 size=1 ",
+            "8 nokey\n",
+        ] {
             assert!(pax_size(recs.as_bytes()).is_err(), "{recs:?}");
         }
         assert_eq!(pax_size(b"12 size=345\n\0\0\0").unwrap(), Some(345));
@@ -490,7 +550,11 @@ mod tests {
                 .args(["a", "empty", "b", "d"])
                 .output()
                 .unwrap();
-            let listing = Command::new("tar").args(["-tR", "-f"]).arg(&out).output().unwrap();
+            let listing = Command::new("tar")
+                .args(["-tR", "-f"])
+                .arg(&out)
+                .output()
+                .unwrap();
             let listing = String::from_utf8(listing.stdout).unwrap();
             // expected: ranges tile the archive up to the end marker, one per listed member,
             // each ending with its file's bytes and padding right after a header for them
@@ -513,7 +577,12 @@ mod tests {
                 if i > 0 {
                     assert_eq!(got[i - 1].end, r.start, "{format}: ranges tile");
                 }
-                let (fill, n) = sizes.iter().enumerate().find(|(_, (s, _))| s == name).map(|(k, s)| (k as u8 + 1, s.1)).unwrap();
+                let (fill, n) = sizes
+                    .iter()
+                    .enumerate()
+                    .find(|(_, (s, _))| s == name)
+                    .map(|(k, s)| (k as u8 + 1, s.1))
+                    .unwrap();
                 let data = r.end - n.div_ceil(512) * 512;
                 let hdr = data - 512;
                 assert!(hdr >= r.start, "{format} {name}");
@@ -522,8 +591,14 @@ mod tests {
                     TarBlock::End => panic!("{format} {name}: no header before the data"),
                 }
                 let body = &bytes[data as usize..r.end as usize];
-                assert!(body[..n as usize].iter().all(|b| *b == fill), "{format} {name}: data");
-                assert!(body[n as usize..].iter().all(|b| *b == 0), "{format} {name}: padding");
+                assert!(
+                    body[..n as usize].iter().all(|b| *b == fill),
+                    "{format} {name}: data"
+                );
+                assert!(
+                    body[n as usize..].iter().all(|b| *b == 0),
+                    "{format} {name}: padding"
+                );
             }
             assert!(names.len() >= 4, "{format}: {listing}");
         }

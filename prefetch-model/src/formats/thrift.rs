@@ -65,7 +65,11 @@ impl TType {
             11 => TType::Map,
             12 => TType::Struct,
             13 => TType::Uuid,
-            _ => return Err(FormatError::Thrift(format!("unknown compact type code {n}"))),
+            _ => {
+                return Err(FormatError::Thrift(format!(
+                    "unknown compact type code {n}"
+                )))
+            }
         })
     }
 }
@@ -91,7 +95,10 @@ impl<'a> Reader<'a> {
     }
 
     fn byte(&mut self) -> Result<u8, FormatError> {
-        let b = *self.buf.get(self.pos).ok_or_else(|| self.truncated("value"))?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| self.truncated("value"))?;
         self.pos += 1;
         Ok(b)
     }
@@ -139,7 +146,8 @@ impl<'a> Reader<'a> {
         let delta = (b >> 4) as i16;
         let id = if delta == 0 {
             let v = self.zigzag()?;
-            i16::try_from(v).map_err(|_| FormatError::Thrift(format!("field id out of range: {v}")))?
+            i16::try_from(v)
+                .map_err(|_| FormatError::Thrift(format!("field id out of range: {v}")))?
         } else {
             last_id
                 .checked_add(delta)
@@ -171,14 +179,18 @@ impl<'a> Reader<'a> {
         match ty {
             TType::Byte => Ok(self.byte()? as i8 as i64),
             TType::I16 | TType::I32 | TType::I64 => self.zigzag(),
-            other => Err(FormatError::Thrift(format!("expected an integer, found {other:?}"))),
+            other => Err(FormatError::Thrift(format!(
+                "expected an integer, found {other:?}"
+            ))),
         }
     }
 
     /// Skips one value of type `ty`; `depth` is the current nesting.
     pub fn skip(&mut self, ty: TType, depth: usize) -> Result<(), FormatError> {
         if depth > MAX_DEPTH {
-            return Err(FormatError::Thrift(format!("nesting deeper than {MAX_DEPTH}")));
+            return Err(FormatError::Thrift(format!(
+                "nesting deeper than {MAX_DEPTH}"
+            )));
         }
         match ty {
             TType::Bool(Some(_)) => {}
@@ -209,7 +221,9 @@ impl<'a> Reader<'a> {
                 let n = self.varint()?;
                 if n > 0 {
                     if n > self.remaining() as u64 / 2 {
-                        return Err(FormatError::Thrift(format!("map of {n} entries overruns input")));
+                        return Err(FormatError::Thrift(format!(
+                            "map of {n} entries overruns input"
+                        )));
                     }
                     let kv = self.byte()?;
                     let k = TType::from_elem_nibble(kv >> 4)?;

@@ -18,11 +18,26 @@ pub struct Arm {
 /// The arms every class chooses among, from cautious to aggressive. The first emits nothing:
 /// it wins where every prefetch loses (random reads of hot blocks).
 pub const ARMS: [Arm; 5] = [
-    Arm { threshold: 2.0, max_depth: 0 },
-    Arm { threshold: 0.7, max_depth: 4 },
-    Arm { threshold: 0.5, max_depth: 6 },
-    Arm { threshold: 0.35, max_depth: 8 },
-    Arm { threshold: 0.2, max_depth: 8 },
+    Arm {
+        threshold: 2.0,
+        max_depth: 0,
+    },
+    Arm {
+        threshold: 0.7,
+        max_depth: 4,
+    },
+    Arm {
+        threshold: 0.5,
+        max_depth: 6,
+    },
+    Arm {
+        threshold: 0.35,
+        max_depth: 8,
+    },
+    Arm {
+        threshold: 0.2,
+        max_depth: 8,
+    },
 ];
 
 /// Number of workload classes (format class × access shape).
@@ -105,7 +120,14 @@ pub struct ControlConfig {
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self { window: 128, lambda: 0.5, explore: 0.3, discount: 0.9, margin: 0.05, min_windows: 2 }
+        Self {
+            window: 128,
+            lambda: 0.5,
+            explore: 0.3,
+            discount: 0.9,
+            margin: 0.05,
+            min_windows: 2,
+        }
     }
 }
 
@@ -119,7 +141,10 @@ pub struct Control {
 impl Control {
     /// Fresh state (every class starts on a middle arm, model in charge).
     pub fn new(cfg: ControlConfig) -> Self {
-        Self { cfg, classes: vec![ClassState::default(); CLASSES] }
+        Self {
+            cfg,
+            classes: vec![ClassState::default(); CLASSES],
+        }
     }
 
     /// The arm in force for a class.
@@ -222,7 +247,11 @@ mod tests {
     use super::*;
 
     fn w(demand: f64, covered: f64, issued: f64) -> WindowStats {
-        WindowStats { demand, covered, issued }
+        WindowStats {
+            demand,
+            covered,
+            issued,
+        }
     }
 
     #[test]
@@ -234,7 +263,10 @@ mod tests {
 
     #[test]
     fn falls_back_when_the_model_loses_and_recovers_when_it_wins() {
-        let cfg = ControlConfig { window: 4, ..Default::default() };
+        let cfg = ControlConfig {
+            window: 4,
+            ..Default::default()
+        };
         let mut c = Control::new(cfg);
         let class = class_of(1, 1);
         for _ in 0..40 {
@@ -253,7 +285,10 @@ mod tests {
 
     #[test]
     fn bandit_settles_on_the_best_arm() {
-        let cfg = ControlConfig { window: 1, ..Default::default() };
+        let cfg = ControlConfig {
+            window: 1,
+            ..Default::default()
+        };
         let mut c = Control::new(cfg);
         let class = 7;
         let mut plays = [0u32; ARMS.len()];
@@ -271,7 +306,10 @@ mod tests {
 
     #[test]
     fn bandit_stops_prefetching_where_every_prefetch_loses() {
-        let cfg = ControlConfig { window: 1, ..Default::default() };
+        let cfg = ControlConfig {
+            window: 1,
+            ..Default::default()
+        };
         let mut c = Control::new(cfg);
         let mut off = 0;
         for i in 0..400 {

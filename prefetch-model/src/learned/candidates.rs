@@ -284,9 +284,18 @@ impl HandleState {
                 break;
             }
             let off = off as u64;
-            let fresh = if d > 0 { off >= self.stride_until } else { off < self.stride_until || self.stride_until == 0 };
+            let fresh = if d > 0 {
+                off >= self.stride_until
+            } else {
+                off < self.stride_until || self.stride_until == 0
+            };
             if fresh {
-                out.push(self.cand(Gen::Stride, (k - 1) as u8, off, len.min(self.file_size - off)));
+                out.push(self.cand(
+                    Gen::Stride,
+                    (k - 1) as u8,
+                    off,
+                    len.min(self.file_size - off),
+                ));
                 self.stride_until = if d > 0 { off + 1 } else { off };
             }
         }
@@ -370,7 +379,14 @@ impl HandleState {
     }
 
     fn cand(&self, gen: Gen, depth: u8, offset: u64, len: u64) -> Candidate {
-        Candidate { gen, depth, inode: self.inode, offset, len, file_size: self.file_size }
+        Candidate {
+            gen,
+            depth,
+            inode: self.inode,
+            offset,
+            len,
+            file_size: self.file_size,
+        }
     }
 }
 
@@ -424,7 +440,10 @@ impl SuccessorTable {
     /// A table with `2^bits` slots.
     pub fn new(bits: u32) -> Self {
         let n = 1usize << bits.clamp(4, 20);
-        Self { slots: vec![SuccSlot::default(); n], last_open: vec![(u32::MAX, 0, FileRef2::default()); 1024] }
+        Self {
+            slots: vec![SuccSlot::default(); n],
+            last_open: vec![(u32::MAX, 0, FileRef2::default()); 1024],
+        }
     }
 
     fn slot(&self, path_hash: u64) -> usize {
@@ -433,7 +452,11 @@ impl SuccessorTable {
 
     /// Records that `rec`'s stream opened `rec`'s file (learning `previous -> this`).
     pub fn observe_open(&mut self, rec: &TraceRecord) {
-        let me = FileRef2 { inode: rec.inode, size: rec.file_size, path_hash: rec.path_hash };
+        let me = FileRef2 {
+            inode: rec.inode,
+            size: rec.file_size,
+            path_hash: rec.path_hash,
+        };
         let si = rec.stream as usize % self.last_open.len();
         let (stream, prev, _) = self.last_open[si];
         if stream == rec.stream && prev != rec.path_hash {
@@ -442,7 +465,11 @@ impl SuccessorTable {
             if s.tag == prev && s.next.path_hash == me.path_hash {
                 s.conf = (s.conf + 1).min(3);
             } else if s.tag != prev || s.conf == 0 {
-                *s = SuccSlot { tag: prev, next: me, conf: 1 };
+                *s = SuccSlot {
+                    tag: prev,
+                    next: me,
+                    conf: 1,
+                };
             } else {
                 s.conf -= 1;
             }
@@ -453,14 +480,21 @@ impl SuccessorTable {
     /// The remembered successor of a file and its confidence (1..=3).
     pub fn successor(&self, path_hash: u64) -> Option<(u64, u64, u64, u8)> {
         let s = &self.slots[self.slot(path_hash)];
-        (s.tag == path_hash && s.conf > 0).then_some((s.next.inode, s.next.size, s.next.path_hash, s.conf))
+        (s.tag == path_hash && s.conf > 0).then_some((
+            s.next.inode,
+            s.next.size,
+            s.next.path_hash,
+            s.conf,
+        ))
     }
 
     /// Proposes the successor (depth 0) and its successor (depth 1) of the opened file.
     pub fn propose(&self, rec: &TraceRecord, out: &mut Vec<Candidate>) {
         let mut key = rec.path_hash;
         for depth in 0..2u8 {
-            let Some((inode, size, ph, _conf)) = self.successor(key) else { return };
+            let Some((inode, size, ph, _conf)) = self.successor(key) else {
+                return;
+            };
             if inode == rec.inode || size == 0 {
                 return;
             }
@@ -526,7 +560,12 @@ pub struct DirTracker {
 impl DirTracker {
     /// Tracks at most `max_dirs` directories of at most `max_files` files each.
     pub fn new(max_dirs: usize, max_files: usize) -> Self {
-        Self { dirs: IntMap::default(), max_dirs: max_dirs.max(1), max_files, clock: 0 }
+        Self {
+            dirs: IntMap::default(),
+            max_dirs: max_dirs.max(1),
+            max_files,
+            clock: 0,
+        }
     }
 
     /// Directories tracked.
@@ -540,7 +579,12 @@ impl DirTracker {
     }
 
     /// Marks the opened file read and proposes the next unread small files after it in listing order.
-    pub fn open(&mut self, rec: &TraceRecord, siblings: impl FnOnce() -> Vec<FileRef>, out: &mut Vec<Candidate>) {
+    pub fn open(
+        &mut self,
+        rec: &TraceRecord,
+        siblings: impl FnOnce() -> Vec<FileRef>,
+        out: &mut Vec<Candidate>,
+    ) {
         if rec.file_size > NEXT_FILE_MAX {
             return;
         }
@@ -551,17 +595,39 @@ impl DirTracker {
                 return;
             }
             if self.dirs.len() >= self.max_dirs {
-                if let Some(old) = self.dirs.iter().min_by_key(|(_, d)| d.touched).map(|(k, _)| *k) {
+                if let Some(old) = self
+                    .dirs
+                    .iter()
+                    .min_by_key(|(_, d)| d.touched)
+                    .map(|(k, _)| *k)
+                {
                     self.dirs.remove(&old);
                 }
             }
-            let index = files.iter().enumerate().map(|(i, f)| (f.inode, i as u32)).collect();
+            let index = files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.inode, i as u32))
+                .collect();
             let n = files.len();
-            self.dirs.insert(rec.dir_hash, DirState { files, index, read: vec![false; n], nread: 0, touched: 0 });
+            self.dirs.insert(
+                rec.dir_hash,
+                DirState {
+                    files,
+                    index,
+                    read: vec![false; n],
+                    nread: 0,
+                    touched: 0,
+                },
+            );
         }
-        let Some(d) = self.dirs.get_mut(&rec.dir_hash) else { return };
+        let Some(d) = self.dirs.get_mut(&rec.dir_hash) else {
+            return;
+        };
         d.touched = self.clock;
-        let Some(&pos) = d.index.get(&rec.inode) else { return };
+        let Some(&pos) = d.index.get(&rec.inode) else {
+            return;
+        };
         let pos = pos as usize;
         if !d.read[pos] {
             d.read[pos] = true;
@@ -582,7 +648,14 @@ impl DirTracker {
             if f.size == 0 || f.size > NEXT_FILE_MAX {
                 continue;
             }
-            out.push(Candidate { gen: Gen::DirSibling, depth, inode: f.inode, offset: 0, len: f.size, file_size: f.size });
+            out.push(Candidate {
+                gen: Gen::DirSibling,
+                depth,
+                inode: f.inode,
+                offset: 0,
+                len: f.size,
+                file_size: f.size,
+            });
             depth += 1;
             if depth as usize >= SIBLINGS_AHEAD {
                 break;
@@ -693,7 +766,10 @@ mod tests {
         let mut out = vec![];
         h.stride(&mut out);
         let last = 4 * d;
-        let got: Vec<_> = out.iter().map(|c| (c.depth, c.offset, c.offset + c.len)).collect();
+        let got: Vec<_> = out
+            .iter()
+            .map(|c| (c.depth, c.offset, c.offset + c.len))
+            .collect();
         assert_eq!(got[0], (0, last + d, last + d + 65536));
         assert_eq!(got[1], (1, last + 2 * d, last + 2 * d + 65536));
         assert_eq!(got[2], (2, last + 3 * d, last + 4 * d + 65536));
@@ -715,13 +791,20 @@ mod tests {
         let mut h = HandleState::new(&r);
         let mut out = vec![];
         h.layout(&layout, 1200, &mut out); // footer: first extents in order
-        assert_eq!(out.iter().map(|c| c.offset).collect::<Vec<_>>(), vec![0, 100, 200, 300]);
+        assert_eq!(
+            out.iter().map(|c| c.offset).collect::<Vec<_>>(),
+            vec![0, 100, 200, 300]
+        );
         for idx in [1u64, 3, 5] {
             out.clear();
             h.layout(&layout, idx * 100 + 10, &mut out);
         }
         // after 1,3,5 the deltas are 2,2: pattern predicts 7, 9, 11
-        let pat: Vec<_> = out.iter().filter(|c| c.gen == Gen::LayoutPattern).map(|c| c.offset).collect();
+        let pat: Vec<_> = out
+            .iter()
+            .filter(|c| c.gen == Gen::LayoutPattern)
+            .map(|c| c.offset)
+            .collect();
         assert_eq!(pat, vec![700, 900, 1100]);
         // columns {0, 2} of 4: indices 0,2,4,6 -> deltas 2,2,2; columns {0,1}: 0,1,4,5 -> period 2
         let mut h = HandleState::new(&r);
@@ -729,7 +812,11 @@ mod tests {
             out.clear();
             h.layout(&layout, idx * 100, &mut out);
         }
-        let pat: Vec<_> = out.iter().filter(|c| c.gen == Gen::LayoutPattern).map(|c| c.offset / 100).collect();
+        let pat: Vec<_> = out
+            .iter()
+            .filter(|c| c.gen == Gen::LayoutPattern)
+            .map(|c| c.offset / 100)
+            .collect();
         assert_eq!(pat, vec![8, 9]);
     }
 
@@ -741,7 +828,10 @@ mod tests {
         }
         let mut out = vec![];
         t.propose(&rec(Op::Open, 1, 0, 0, 5000), &mut out);
-        assert_eq!(out.iter().map(|c| (c.inode, c.depth)).collect::<Vec<_>>(), vec![(2, 0), (3, 1)]);
+        assert_eq!(
+            out.iter().map(|c| (c.inode, c.depth)).collect::<Vec<_>>(),
+            vec![(2, 0), (3, 1)]
+        );
         assert_eq!(t.successor(1007).map(|s| s.3), Some(2));
         // a different follower lowers confidence before replacing
         t.observe_open(&rec(Op::Open, 1, 0, 0, 5000));
@@ -753,7 +843,13 @@ mod tests {
     #[test]
     fn dir_tracker_proposes_unread_siblings_and_is_bounded() {
         let files: Vec<FileRef> = (1..=5u64)
-            .map(|i| FileRef { inode: i, size: 1000, format: FormatClass::Other, path_hash: i, dir_hash: 99 })
+            .map(|i| FileRef {
+                inode: i,
+                size: 1000,
+                format: FormatClass::Other,
+                path_hash: i,
+                dir_hash: 99,
+            })
             .collect();
         let mut d = DirTracker::new(2, 100);
         let mut out = vec![];

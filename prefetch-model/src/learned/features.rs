@@ -116,7 +116,10 @@ impl Context {
         for (i, v) in templates.iter().enumerate() {
             slots[i] = model.slot(mix(i as u64 + 1, *v));
         }
-        FeatureVec { slots, len: MAX_FEATURES as u8 }
+        FeatureVec {
+            slots,
+            len: MAX_FEATURES as u8,
+        }
     }
 }
 
@@ -143,8 +146,18 @@ mod tests {
     #[test]
     fn distinct_contexts_get_distinct_slots() {
         let m = Ftrl::new(18, FtrlParams::default());
-        let a = Context { gen: 1, depth: 2, ..Default::default() }.features(&m);
-        let b = Context { gen: 1, depth: 3, ..Default::default() }.features(&m);
+        let a = Context {
+            gen: 1,
+            depth: 2,
+            ..Default::default()
+        }
+        .features(&m);
+        let b = Context {
+            gen: 1,
+            depth: 3,
+            ..Default::default()
+        }
+        .features(&m);
         assert_eq!(a.slots()[0], b.slots()[0]); // bias
         assert_eq!(a.slots()[1], b.slots()[1]); // generator alone
         assert_ne!(a.slots()[2], b.slots()[2]); // generator x depth

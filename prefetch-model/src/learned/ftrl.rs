@@ -20,7 +20,12 @@ pub struct FtrlParams {
 
 impl Default for FtrlParams {
     fn default() -> Self {
-        Self { alpha: 0.1, beta: 1.0, l1: 0.5, l2: 1.0 }
+        Self {
+            alpha: 0.1,
+            beta: 1.0,
+            l1: 0.5,
+            l2: 1.0,
+        }
     }
 }
 
@@ -55,14 +60,24 @@ impl Ftrl {
     pub fn new(bits: u32, params: FtrlParams) -> Self {
         let bits = bits.clamp(4, 20);
         let size = 1usize << bits;
-        Self { params, zn: vec![[0.0, 0.0]; size], w: vec![0.0; size], mask: (size - 1) as u32 }
+        Self {
+            params,
+            zn: vec![[0.0, 0.0]; size],
+            w: vec![0.0; size],
+            mask: (size - 1) as u32,
+        }
     }
 
     /// Rebuilds a model from saved state (`zn.len()` must be a power of two; checked by the caller).
     pub(crate) fn from_parts(params: FtrlParams, zn: Vec<[f32; 2]>) -> Self {
         let mask = (zn.len().max(1) - 1) as u32;
         let w = zn.iter().map(|&[z, n]| weight_of(&params, z, n)).collect();
-        Self { params, zn, w, mask }
+        Self {
+            params,
+            zn,
+            w,
+            mask,
+        }
     }
 
     /// Settings.
@@ -117,7 +132,9 @@ impl Ftrl {
 
     /// Count of slots with a non-zero weight (model sparsity, for reports).
     pub fn nonzero(&self) -> usize {
-        (0..self.zn.len() as u32).filter(|&i| self.weight(i) != 0.0).count()
+        (0..self.zn.len() as u32)
+            .filter(|&i| self.weight(i) != 0.0)
+            .count()
     }
 }
 
@@ -153,7 +170,13 @@ mod tests {
 
     #[test]
     fn l1_keeps_unhelpful_slots_at_zero() {
-        let mut m = Ftrl::new(8, FtrlParams { l1: 5.0, ..FtrlParams::default() });
+        let mut m = Ftrl::new(
+            8,
+            FtrlParams {
+                l1: 5.0,
+                ..FtrlParams::default()
+            },
+        );
         let mut rng = Rng::new(2);
         for _ in 0..500 {
             // slot 7 is pure noise relative to the label

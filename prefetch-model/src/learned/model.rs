@@ -63,7 +63,9 @@ pub struct Model {
 impl Model {
     /// An untrained model with `2^bits` slots.
     pub fn new(bits: u32, params: FtrlParams) -> Self {
-        Self { ftrl: Ftrl::new(bits, params) }
+        Self {
+            ftrl: Ftrl::new(bits, params),
+        }
     }
 
     /// The model as file bytes.
@@ -93,13 +95,19 @@ impl Model {
             return Err(ModelError::BadMagic);
         }
         if b.len() < HEADER {
-            return Err(ModelError::Size { found: b.len() as u64, expected: HEADER as u64 + 8 });
+            return Err(ModelError::Size {
+                found: b.len() as u64,
+                expected: HEADER as u64 + 8,
+            });
         }
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let f32_at = |o: usize| f32::from_bits(u32_at(o));
         let version = u32_at(8);
         if version != MODEL_VERSION {
-            return Err(ModelError::Version { found: version, expected: MODEL_VERSION });
+            return Err(ModelError::Version {
+                found: version,
+                expected: MODEL_VERSION,
+            });
         }
         let bits = u32_at(12);
         if !(4..=20).contains(&bits) {
@@ -108,14 +116,22 @@ impl Model {
         let slots = 1usize << bits;
         let expected = (HEADER + slots * 8 + 8) as u64;
         if b.len() as u64 != expected || expected > MAX_MODEL_BYTES {
-            return Err(ModelError::Size { found: b.len() as u64, expected });
+            return Err(ModelError::Size {
+                found: b.len() as u64,
+                expected,
+            });
         }
         let body = b.len() - 8;
         let sum = u64::from_le_bytes(b[body..].try_into().map_err(|_| ModelError::Checksum)?);
         if stable_hash(&b[..body]) != sum {
             return Err(ModelError::Checksum);
         }
-        let params = FtrlParams { alpha: f32_at(16), beta: f32_at(20), l1: f32_at(24), l2: f32_at(28) };
+        let params = FtrlParams {
+            alpha: f32_at(16),
+            beta: f32_at(20),
+            l1: f32_at(24),
+            l2: f32_at(28),
+        };
         let mut zn = Vec::with_capacity(slots);
         for i in 0..slots {
             let o = HEADER + i * 8;
@@ -125,10 +141,15 @@ impl Model {
             }
             zn.push([z, n]);
         }
-        if ![params.alpha, params.beta, params.l1, params.l2].iter().all(|v| v.is_finite()) {
+        if ![params.alpha, params.beta, params.l1, params.l2]
+            .iter()
+            .all(|v| v.is_finite())
+        {
             return Err(ModelError::NotFinite);
         }
-        Ok(Model { ftrl: Ftrl::from_parts(params, zn) })
+        Ok(Model {
+            ftrl: Ftrl::from_parts(params, zn),
+        })
     }
 
     /// Writes the model file.
@@ -142,7 +163,10 @@ impl Model {
         let path = path.as_ref();
         let len = std::fs::metadata(path)?.len();
         if len > MAX_MODEL_BYTES {
-            return Err(ModelError::Size { found: len, expected: MAX_MODEL_BYTES });
+            return Err(ModelError::Size {
+                found: len,
+                expected: MAX_MODEL_BYTES,
+            });
         }
         Model::from_bytes(&std::fs::read(path)?)
     }
@@ -182,9 +206,18 @@ mod tests {
         assert!(matches!(Model::from_bytes(&bad), Err(ModelError::BadMagic)));
         let mut bad = b.clone();
         bad[8] = 9;
-        assert!(matches!(Model::from_bytes(&bad), Err(ModelError::Version { found: 9, .. })));
-        assert!(matches!(Model::from_bytes(&b[..b.len() - 3]), Err(ModelError::Size { .. })));
-        assert!(matches!(Model::from_bytes(&b[..20]), Err(ModelError::Size { .. })));
+        assert!(matches!(
+            Model::from_bytes(&bad),
+            Err(ModelError::Version { found: 9, .. })
+        ));
+        assert!(matches!(
+            Model::from_bytes(&b[..b.len() - 3]),
+            Err(ModelError::Size { .. })
+        ));
+        assert!(matches!(
+            Model::from_bytes(&b[..20]),
+            Err(ModelError::Size { .. })
+        ));
         let mut bad = b.clone();
         bad[HEADER + 17] ^= 0x40;
         assert!(matches!(Model::from_bytes(&bad), Err(ModelError::Checksum)));
@@ -194,7 +227,9 @@ mod tests {
         assert!(Model::from_bytes(&[]).is_err());
         assert!(Model::load("/nonexistent/cairn/model").is_err());
         // the error messages say what is wrong
-        let e = Model::from_bytes(&b[..b.len() - 3]).unwrap_err().to_string();
+        let e = Model::from_bytes(&b[..b.len() - 3])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bytes"), "{e}");
     }
 
@@ -205,6 +240,9 @@ mod tests {
         // the largest table the constructor allows still fits
         let big = Model::new(40, FtrlParams::default());
         assert!(big.to_bytes().len() as u64 <= MAX_MODEL_BYTES);
-        assert_eq!(Model::from_bytes(&big.to_bytes()).unwrap().ftrl.slots(), 1 << 20);
+        assert_eq!(
+            Model::from_bytes(&big.to_bytes()).unwrap().ftrl.slots(),
+            1 << 20
+        );
     }
 }

@@ -39,7 +39,11 @@ pub struct Entry {
 impl Entry {
     /// Index key: one entry per file offset and generator/depth.
     fn key(&self) -> (u64, u64, u8) {
-        (self.inode, self.start, (self.gen as u8) << 4 | self.depth.min(15))
+        (
+            self.inode,
+            self.start,
+            (self.gen as u8) << 4 | self.depth.min(15),
+        )
     }
 }
 
@@ -56,7 +60,11 @@ pub const MAX_ENTRY_LEN: u64 = 128 << 20;
 impl Pending {
     /// A ring of `cap` entries.
     pub fn new(cap: usize) -> Self {
-        Self { ring: vec![None; cap.max(1)], next: 0, index: BTreeMap::new() }
+        Self {
+            ring: vec![None; cap.max(1)],
+            next: 0,
+            index: BTreeMap::new(),
+        }
     }
 
     /// Entries held (never more than the capacity).
@@ -69,7 +77,9 @@ impl Pending {
     pub fn emitted_at(&self, inode: u64, start: u64) -> bool {
         self.index
             .range((inode, start, 0)..=(inode, start, u8::MAX))
-            .any(|(_, &slot)| self.ring[slot].is_some_and(|e| e.emitted && !e.consumed && !e.evicted))
+            .any(|(_, &slot)| {
+                self.ring[slot].is_some_and(|e| e.emitted && !e.consumed && !e.evicted)
+            })
     }
 
     /// Inserts an entry, returning the one it pushed out of the ring (if any).
@@ -92,10 +102,22 @@ impl Pending {
 
     /// Calls `f` on up to `limit` entries of `inode` overlapping `[start, end)`, nearest first
     /// (scanning a bounded number of index entries).
-    pub fn overlapping(&mut self, inode: u64, start: u64, end: u64, limit: usize, mut f: impl FnMut(&mut Entry)) {
+    pub fn overlapping(
+        &mut self,
+        inode: u64,
+        start: u64,
+        end: u64,
+        limit: usize,
+        mut f: impl FnMut(&mut Entry),
+    ) {
         let lo = start.saturating_sub(MAX_ENTRY_LEN);
         let mut n = 0;
-        for (_, &slot) in self.index.range((inode, lo, 0)..(inode, end, 0)).rev().take(4 * limit + 8) {
+        for (_, &slot) in self
+            .index
+            .range((inode, lo, 0)..(inode, end, 0))
+            .rev()
+            .take(4 * limit + 8)
+        {
             if let Some(e) = self.ring[slot].as_mut() {
                 if e.end > start {
                     f(e);

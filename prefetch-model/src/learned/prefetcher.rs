@@ -2,7 +2,10 @@
 //! emit per class, the fallback hands a losing class to the heuristic, feedback trains online.
 
 use super::bandit::{class_of, Control, ControlConfig, WindowStats};
-use super::candidates::{whole_file, Candidate, IntMap, DirTracker, Gen, HandleState, Shape, SuccessorTable, WHOLE_FILE_MAX};
+use super::candidates::{
+    whole_file, Candidate, DirTracker, Gen, HandleState, IntMap, Shape, SuccessorTable,
+    WHOLE_FILE_MAX,
+};
 use super::features::{count_bucket, program_bucket, ratio_bucket, size_bucket, Context};
 use super::model::Model;
 use super::pending::{Entry, Pending};
@@ -57,7 +60,10 @@ impl Default for LearnedConfig {
             max_dir_files: 1 << 16,
             // Mountpoint-like: doubling to 64 MiB (a deeper window per stream starves the
             // scheduler's budget when many streams read at once).
-            heuristic: ReadaheadConfig { max: 64 << 20, ..ReadaheadConfig::default() },
+            heuristic: ReadaheadConfig {
+                max: 64 << 20,
+                ..ReadaheadConfig::default()
+            },
             block: 1 << 20,
             recent_blocks: 512,
         }
@@ -106,7 +112,11 @@ struct RecentBlocks {
 
 impl RecentBlocks {
     fn new(bits: u32, horizon: u64) -> Self {
-        Self { slots: vec![(0, 0); 1 << bits], stamp: 0, horizon }
+        Self {
+            slots: vec![(0, 0); 1 << bits],
+            stamp: 0,
+            horizon,
+        }
     }
 
     /// Bit `i` set when block `first + i` (of at most 64) was read lately; marks them all read.
@@ -116,7 +126,9 @@ impl RecentBlocks {
             return 0;
         }
         for (i, blk) in (first..=last.min(first + 63)).enumerate() {
-            let key = (inode.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ blk).wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1;
+            let key = (inode.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ blk)
+                .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+                | 1;
             let slot = (key >> 40) as usize & (self.slots.len() - 1);
             let (k, at) = self.slots[slot];
             if k == key && self.stamp - at < self.horizon {
@@ -233,7 +245,12 @@ impl LearnedPrefetcher {
 
     fn handle(&mut self, rec: &TraceRecord) -> &mut Handle {
         if !self.handles.contains_key(&rec.handle) && self.handles.len() >= self.cfg.max_handles {
-            if let Some(old) = self.handles.iter().min_by_key(|(_, h)| h.st.touched).map(|(k, _)| *k) {
+            if let Some(old) = self
+                .handles
+                .iter()
+                .min_by_key(|(_, h)| h.st.touched)
+                .map(|(k, _)| *k)
+            {
                 self.handles.remove(&old);
             }
         }
@@ -269,7 +286,12 @@ impl Prefetcher for LearnedPrefetcher {
         "learned"
     }
 
-    fn on_access(&mut self, rec: &TraceRecord, catalog: &dyn Catalog, out: &mut Vec<PrefetchRequest>) {
+    fn on_access(
+        &mut self,
+        rec: &TraceRecord,
+        catalog: &dyn Catalog,
+        out: &mut Vec<PrefetchRequest>,
+    ) {
         self.clock += 1;
         let mut cands = std::mem::take(&mut self.cands);
         cands.clear();
@@ -288,7 +310,8 @@ impl Prefetcher for LearnedPrefetcher {
                 self.succ.observe_open(rec);
                 whole_file(rec, &mut cands);
                 self.succ.propose(rec, &mut cands);
-                self.dirs.open(rec, || catalog.siblings(rec.dir_hash), &mut cands);
+                self.dirs
+                    .open(rec, || catalog.siblings(rec.dir_hash), &mut cands);
                 (Shape::Fresh, 0)
             }
             Op::Read => {
@@ -298,7 +321,11 @@ impl Prefetcher for LearnedPrefetcher {
                 // Blocks this read touches for the first time (a block read by consecutive
                 // reads counts once), at most 64 of them.
                 let prev_blk = self.handles.get(&rec.handle).and_then(|h| h.last_blk);
-                let new_from = if prev_blk == Some(first_blk) { first_blk + 1 } else { first_blk };
+                let new_from = if prev_blk == Some(first_blk) {
+                    first_blk + 1
+                } else {
+                    first_blk
+                };
                 let new_to = last_blk.min(new_from.saturating_add(63));
                 let new_mask = |a: u64, b: u64| -> u64 {
                     // bits of new blocks overlapping byte range [a, b)
@@ -336,8 +363,16 @@ impl Prefetcher for LearnedPrefetcher {
                 }
                 // Blocks read lately would hit anyway: not counted as demand or coverage.
                 let cold = !self.recent.check_and_mark(rec.inode, new_from, new_to);
-                let n_new = if new_to >= new_from { new_to - new_from + 1 } else { 0 };
-                let all = if n_new >= 64 { u64::MAX } else { (1u64 << n_new) - 1 };
+                let n_new = if new_to >= new_from {
+                    new_to - new_from + 1
+                } else {
+                    0
+                };
+                let all = if n_new >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << n_new) - 1
+                };
                 let new_blocks = (all & cold).count_ones() as f64;
                 model_stats.demand = new_blocks;
                 model_stats.covered = (covered_mask & cold).count_ones() as f64;
@@ -345,7 +380,9 @@ impl Prefetcher for LearnedPrefetcher {
                 h.last_blk = Some(last_blk);
                 heur_stats.demand = new_blocks;
                 heur_stats.covered = (new_mask(h.heur_lo, h.heur_hi) & cold).count_ones() as f64;
-                if let StreamObservation::Sequential { window } = h.heur.observe(off, rec.len as u64) {
+                if let StreamObservation::Sequential { window } =
+                    h.heur.observe(off, rec.len as u64)
+                {
                     let hi = (end + window).min(rec.file_size.max(end));
                     if h.heur_hi < off {
                         h.heur_lo = off;
@@ -386,9 +423,10 @@ impl Prefetcher for LearnedPrefetcher {
         // Sequential emission stays contiguous: a wanted bucket is fetched from what the handle
         // already has in flight (a shallower arm earlier may have left a gap before it).
         let (mut seq_from, emitted_range) = match (rec.op, self.handles.get(&rec.handle)) {
-            (Op::Read, Some(h)) => {
-                (h.st.emitted_until.max(h.st.frontier), (h.st.emitted_from, h.st.emitted_until))
-            }
+            (Op::Read, Some(h)) => (
+                h.st.emitted_until.max(h.st.frontier),
+                (h.st.emitted_from, h.st.emitted_until),
+            ),
             _ => (u64::MAX, (0, 0)),
         };
         let req_b = size_bucket(rec.len as u64);
@@ -425,7 +463,11 @@ impl Prefetcher for LearnedPrefetcher {
             }
             let emitted = wanted && !fallback && self.cfg.emit;
             // A wanted sequential bucket covers from what the handle already has (see seq_from).
-            let start = if seq && wanted { seq_from.min(c.offset) } else { c.offset };
+            let start = if seq && wanted {
+                seq_from.min(c.offset)
+            } else {
+                c.offset
+            };
             let end = c.offset + c.len;
             if seq && wanted {
                 seq_from = end;
@@ -435,8 +477,17 @@ impl Prefetcher for LearnedPrefetcher {
                 // file's ranges of equal confidence, so they never hold up an imminent read.
                 // Deeper candidates are less urgent: the scheduler serves higher scores first.
                 let urgency = 1.0 - c.depth.min(8) as f32 / 16.0;
-                let score = if c.inode == rec.inode { p * urgency } else { 0.5 * p * urgency };
-                out.push(PrefetchRequest { inode: c.inode, offset: start, len: end - start, score });
+                let score = if c.inode == rec.inode {
+                    p * urgency
+                } else {
+                    0.5 * p * urgency
+                };
+                out.push(PrefetchRequest {
+                    inode: c.inode,
+                    offset: start,
+                    len: end - start,
+                    score,
+                });
                 self.stats.emitted += 1;
                 if seq {
                     seq_emitted_until = Some(end);
@@ -488,7 +539,12 @@ impl Prefetcher for LearnedPrefetcher {
                     h.st.emitted_until = h.st.emitted_until.max(to);
                 }
                 if to > from {
-                    out.push(PrefetchRequest { inode: rec.inode, offset: from, len: to - from, score: 1.0 });
+                    out.push(PrefetchRequest {
+                        inode: rec.inode,
+                        offset: from,
+                        len: to - from,
+                        score: 1.0,
+                    });
                     self.stats.fallback_emitted += 1;
                 }
             }
@@ -500,15 +556,16 @@ impl Prefetcher for LearnedPrefetcher {
 
     fn on_feedback(&mut self, fb: &Feedback) {
         let mut hit: Option<Entry> = None;
-        self.pending.overlapping(fb.inode, fb.offset, fb.offset + fb.len, 1, |e| {
-            if e.emitted {
-                e.labeled = true;
-                if !fb.used {
-                    e.evicted = true;
+        self.pending
+            .overlapping(fb.inode, fb.offset, fb.offset + fb.len, 1, |e| {
+                if e.emitted {
+                    e.labeled = true;
+                    if !fb.used {
+                        e.evicted = true;
+                    }
+                    hit = Some(*e);
                 }
-                hit = Some(*e);
-            }
-        });
+            });
         if let Some(e) = hit {
             let w = (fb.len as f32 / MIB).clamp(0.05, 1.0);
             self.learn(&e, fb.used, w);

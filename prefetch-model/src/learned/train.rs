@@ -30,7 +30,12 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { passes: 3, horizon: 4096, bits: 16, params: FtrlParams::default() }
+        Self {
+            passes: 3,
+            horizon: 4096,
+            bits: 16,
+            params: FtrlParams::default(),
+        }
     }
 }
 
@@ -41,18 +46,31 @@ pub fn train(workloads: &[Workload], cfg: &TrainConfig) -> Model {
 
 /// Continues training `model` on the workloads.
 pub fn train_from(mut model: Model, workloads: &[Workload], cfg: &TrainConfig) -> Model {
-    let lcfg = LearnedConfig { emit: false, learn_online: true, max_pending: cfg.horizon.max(16), ..LearnedConfig::default() };
+    let lcfg = LearnedConfig {
+        emit: false,
+        learn_online: true,
+        max_pending: cfg.horizon.max(16),
+        ..LearnedConfig::default()
+    };
     let mut out = Vec::new();
     for _ in 0..cfg.passes {
         for w in workloads {
             let mut p = LearnedPrefetcher::new(model, lcfg);
             let mut layouts = LayoutTracker::default();
             for rec in &w.records {
-                let cat = SimCatalog { ns: &w.namespace, layouts: &layouts };
+                let cat = SimCatalog {
+                    ns: &w.namespace,
+                    layouts: &layouts,
+                };
                 out.clear();
                 p.on_access(rec, &cat, &mut out);
                 if rec.op == Op::Read {
-                    layouts.on_read(&w.namespace, rec.inode, rec.offset, rec.offset + rec.len as u64);
+                    layouts.on_read(
+                        &w.namespace,
+                        rec.inode,
+                        rec.offset,
+                        rec.offset + rec.len as u64,
+                    );
                 }
             }
             model = p.into_model();
@@ -79,7 +97,12 @@ pub fn default_model() -> Model {
 
 /// Replays every workload through each baseline and the learned prefetcher (a fresh one per
 /// workload, starting from `model`); reports in workload order, then baselines, then `learned`.
-pub fn evaluate(workloads: &[Workload], model: &Model, cfg: &LearnedConfig, sim_cfg: &SimConfig) -> Vec<Report> {
+pub fn evaluate(
+    workloads: &[Workload],
+    model: &Model,
+    cfg: &LearnedConfig,
+    sim_cfg: &SimConfig,
+) -> Vec<Report> {
     let mut out = Vec::new();
     for w in workloads {
         for name in baselines::NAMES {

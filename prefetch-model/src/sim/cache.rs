@@ -90,7 +90,10 @@ impl BlockCache {
                 if vm.unused {
                     self.unused_prefetch -= vm.size;
                 }
-                evicted.push(Evicted { id: victim, meta: vm });
+                evicted.push(Evicted {
+                    id: victim,
+                    meta: vm,
+                });
             }
         }
         self.policy.on_insert(id, meta.size);
@@ -153,7 +156,10 @@ mod tests {
         assert!(ev[0].meta.unused);
         assert_eq!((c.used(), c.unused_prefetch()), (30, 0));
         assert!(c.hit(&(1, 0)).is_none());
-        let big = BlockMeta { size: 31, ..meta(true) };
+        let big = BlockMeta {
+            size: 31,
+            ..meta(true)
+        };
         assert!(!c.insert((2, 0), big, &mut ev), "larger than the budget");
         assert!(c.insert((1, 3), meta(false), &mut ev), "already cached");
     }

@@ -73,7 +73,11 @@ impl Catalog for SimCatalog<'_> {
         self.ns
             .dirs
             .get(&dir_hash)
-            .map(|v| v.iter().filter_map(|i| self.ns.files.get(i).copied()).collect())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|i| self.ns.files.get(i).copied())
+                    .collect()
+            })
             .unwrap_or_default()
     }
     fn layout(&self, inode: u64) -> Option<Arc<Layout>> {
@@ -104,10 +108,25 @@ mod tests {
         assert!(!t.is_revealed(3));
         t.on_read(&ns, 3, 950, 1000);
         assert!(!t.is_revealed(3));
-        assert!(SimCatalog { ns: &ns, layouts: &t }.layout(3).is_none());
+        assert!(SimCatalog {
+            ns: &ns,
+            layouts: &t
+        }
+        .layout(3)
+        .is_none());
         t.on_read(&ns, 3, 880, 960);
         assert!(t.is_revealed(3));
-        assert_eq!(SimCatalog { ns: &ns, layouts: &t }.layout(3).unwrap().extents.len(), 2);
+        assert_eq!(
+            SimCatalog {
+                ns: &ns,
+                layouts: &t
+            }
+            .layout(3)
+            .unwrap()
+            .extents
+            .len(),
+            2
+        );
         t.on_read(&ns, 4, 0, 10); // no layout: nothing happens
         assert!(!t.is_revealed(4));
     }

@@ -156,7 +156,12 @@ impl<'a> Sim<'a> {
     fn new(w: &'a Workload, p: &'a mut dyn Prefetcher, cfg: &'a SimConfig) -> Self {
         let mut index: HashMap<u32, usize> = HashMap::new();
         let mut streams: Vec<Vec<usize>> = Vec::new();
-        let mut sizes: HashMap<u64, u64> = w.namespace.files.iter().map(|(i, f)| (*i, f.size)).collect();
+        let mut sizes: HashMap<u64, u64> = w
+            .namespace
+            .files
+            .iter()
+            .map(|(i, f)| (*i, f.size))
+            .collect();
         for (i, r) in w.records.iter().enumerate() {
             let s = *index.entry(r.stream).or_insert_with(|| {
                 streams.push(Vec::new());
@@ -208,7 +213,11 @@ impl<'a> Sim<'a> {
 
     fn schedule(&mut self, t: f64, ev: Ev) {
         self.seq += 1;
-        self.heap.push(Reverse(Timed { t, seq: self.seq, ev }));
+        self.heap.push(Reverse(Timed {
+            t,
+            seq: self.seq,
+            ev,
+        }));
     }
 
     fn size_of(&self, inode: u64) -> u64 {
@@ -381,7 +390,8 @@ impl<'a> Sim<'a> {
         let mut missing: Vec<u64> = Vec::new();
         for blk in start / self.bs..=(end - 1) / self.bs {
             self.c.demand_blocks += 1;
-            let overlap = end.min((blk + 1).saturating_mul(self.bs)) - start.max(blk.saturating_mul(self.bs));
+            let overlap =
+                end.min((blk + 1).saturating_mul(self.bs)) - start.max(blk.saturating_mul(self.bs));
             let id = (rec.inode, blk);
             if let Some(before) = self.cache.hit(&id) {
                 self.c.hits += 1;
@@ -465,7 +475,8 @@ impl<'a> Sim<'a> {
 
     fn read_done(&mut self, r: Waiting) {
         self.latencies.push(self.now - r.start);
-        self.layouts.on_read(&self.w.namespace, r.inode, r.range.0, r.range.1);
+        self.layouts
+            .on_read(&self.w.namespace, r.inode, r.range.0, r.range.1);
         self.complete(r.stream, self.now);
     }
 
@@ -479,7 +490,8 @@ impl<'a> Sim<'a> {
         };
         let t0 = Instant::now();
         self.p.on_access(rec, &catalog, &mut out);
-        self.decisions.push(t0.elapsed().as_nanos().min(u64::MAX as u128) as u64);
+        self.decisions
+            .push(t0.elapsed().as_nanos().min(u64::MAX as u128) as u64);
         for q in &out {
             self.enqueue(q);
         }
@@ -499,7 +511,11 @@ impl<'a> Sim<'a> {
         let (first, last) = (q.offset / self.bs, (end - 1) / self.bs);
         let first_needed = (first..=last).find(|b| !self.present(&(q.inode, *b)));
         let Some(first) = first_needed else { return };
-        let score = if q.score.is_nan() { 0.0 } else { q.score.clamp(0.0, 1.0) };
+        let score = if q.score.is_nan() {
+            0.0
+        } else {
+            q.score.clamp(0.0, 1.0)
+        };
         self.pq_seq += 1;
         self.pq.insert(
             (Reverse(score.to_bits()), self.pq_seq),
@@ -536,7 +552,9 @@ impl<'a> Sim<'a> {
     }
 
     fn start_get(&mut self, id: u64) {
-        let Some(g) = self.gets.get(&id).copied() else { return };
+        let Some(g) = self.gets.get(&id).copied() else {
+            return;
+        };
         self.conns += 1;
         self.c.gets += 1;
         self.c.get_bytes += g.bytes;
@@ -555,12 +573,16 @@ impl<'a> Sim<'a> {
     fn pump(&mut self) {
         let max = self.cfg.store.max_conns.max(1);
         while self.conns < max {
-            let Some(g) = self.demand_queue.pop_front() else { break };
+            let Some(g) = self.demand_queue.pop_front() else {
+                break;
+            };
             self.start_get(g);
         }
         let pf_conns = max.saturating_sub(self.cfg.demand_reserved_conns).max(1);
         while self.conns < pf_conns && self.demand_queue.is_empty() {
-            let Some((&key, &q)) = self.pq.first_key_value() else { break };
+            let Some((&key, &q)) = self.pq.first_key_value() else {
+                break;
+            };
             let size = self.size_of(q.inode);
             let mut next = q.next;
             while next < q.end && self.present(&(q.inode, next)) {
@@ -618,7 +640,9 @@ impl<'a> Sim<'a> {
     }
 
     fn finish_get(&mut self, id: u64) {
-        let Some(g) = self.gets.remove(&id) else { return };
+        let Some(g) = self.gets.remove(&id) else {
+            return;
+        };
         self.conns -= 1;
         if g.prefetch {
             self.prefetch_inflight -= g.bytes;
@@ -627,12 +651,16 @@ impl<'a> Sim<'a> {
         let mut done_reads: Vec<u64> = Vec::new();
         for blk in g.first..g.first + g.n {
             let bid = (g.inode, blk);
-            let Some(f) = self.inflight.remove(&bid) else { continue };
+            let Some(f) = self.inflight.remove(&bid) else {
+                continue;
+            };
             let len = self.block_len(size, blk);
             let unused = g.prefetch && !f.demanded;
             // Admission: unused prefetched bytes (cached plus still in flight) stay within
             // the share, even if a write grew the block since the GET was issued.
-            if unused && self.cache.unused_prefetch() + self.prefetch_inflight + len > self.share_cap {
+            if unused
+                && self.cache.unused_prefetch() + self.prefetch_inflight + len > self.share_cap
+            {
                 self.feedback(bid, len, false);
             } else {
                 let meta = BlockMeta {

@@ -50,7 +50,11 @@ pub type Factory<'a> = &'a dyn Fn() -> Box<dyn Prefetcher>;
 
 /// Replays every workload through a fresh prefetcher from each factory; reports in workload
 /// order, then factory order.
-pub fn run_suite(workloads: &[Workload], factories: &[Factory<'_>], cfg: &SimConfig) -> Vec<Report> {
+pub fn run_suite(
+    workloads: &[Workload],
+    factories: &[Factory<'_>],
+    cfg: &SimConfig,
+) -> Vec<Report> {
     let mut out = Vec::with_capacity(workloads.len() * factories.len());
     for w in workloads {
         for f in factories {

@@ -132,7 +132,10 @@ pub fn markdown(reports: &[Report]) -> String {
             s,
             "| policy | hit rate | misses | late | precision | coverage | timeliness | demand bytes prefetched | wasted MiB | GETs | GiB fetched | replay s | read p99 ms | decision p50/p99 ns |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for r in reports.iter().filter(|r| r.workload == w) {
             let _ = writeln!(
                 s,

@@ -38,7 +38,11 @@ impl Transfers {
 
     /// Seconds until the next transfer completes at the current rates, if any is active.
     pub fn next_completion(&self) -> Option<f64> {
-        let min = self.active.iter().map(|a| a.1).min_by(|a, b| a.total_cmp(b))?;
+        let min = self
+            .active
+            .iter()
+            .map(|a| a.1)
+            .min_by(|a, b| a.total_cmp(b))?;
         Some(min.max(0.0) / self.rate())
     }
 

@@ -22,7 +22,15 @@ fn file(inode: u64, size: u64) -> FileRef {
     }
 }
 
-fn rec(t_ms: u64, stream: u32, op: Op, inode: u64, offset: u64, len: u64, size: u64) -> TraceRecord {
+fn rec(
+    t_ms: u64,
+    stream: u32,
+    op: Op,
+    inode: u64,
+    offset: u64,
+    len: u64,
+    size: u64,
+) -> TraceRecord {
     TraceRecord {
         time_ns: t_ms * 1_000_000,
         stream,
@@ -46,7 +54,15 @@ fn sequential(stream: u32, inode: u64, size: u64, len: u64, gap_ms: u64) -> Vec<
     let mut off = 0;
     while off < size {
         t += gap_ms;
-        v.push(rec(t, stream, Op::Read, inode, off, len.min(size - off), size));
+        v.push(rec(
+            t,
+            stream,
+            Op::Read,
+            inode,
+            off,
+            len.min(size - off),
+            size,
+        ));
         off += len;
     }
     v.push(rec(t + gap_ms, stream, Op::Close, inode, 0, 0, size));
@@ -68,7 +84,11 @@ fn workload(name: &str, mut records: Vec<TraceRecord>, files: &[FileRef]) -> Wor
 
 fn check_accounting(r: &Report) {
     assert_eq!(r.hits + r.late + r.misses, r.demand_blocks, "{r:?}");
-    assert_eq!(r.used_prefetched + r.wasted_prefetched, r.prefetched_blocks, "{r:?}");
+    assert_eq!(
+        r.used_prefetched + r.wasted_prefetched,
+        r.prefetched_blocks,
+        "{r:?}"
+    );
     assert!(r.used_on_time <= r.used_prefetched);
 }
 
@@ -170,7 +190,15 @@ fn two_stream_workload() -> Workload {
     let mut t = 0;
     for _ in 0..60 {
         t += 3;
-        recs.push(rec(t, 1, Op::Read, 2, rng.below(64) * M + rng.below(M), 300_000, 64 * M));
+        recs.push(rec(
+            t,
+            1,
+            Op::Read,
+            2,
+            rng.below(64) * M + rng.below(M),
+            300_000,
+            64 * M,
+        ));
     }
     workload("two-streams", recs, &[file(1, 40 * M), file(2, 64 * M)])
 }
@@ -192,7 +220,10 @@ fn same_seed_same_report() {
     };
     let a = replay(&w, &mut baselines::NoPrefetch, &cfg);
     let b = replay(&w, &mut baselines::NoPrefetch, &other);
-    assert_ne!(a.replay_time, b.replay_time, "the seed drives the latency draws");
+    assert_ne!(
+        a.replay_time, b.replay_time,
+        "the seed drives the latency draws"
+    );
 }
 
 #[test]
@@ -206,12 +237,20 @@ fn no_prefetch_cold_sequential_is_all_misses() {
     assert_eq!((r.get_requests, r.get_bytes), (32, 32 * M));
     assert_eq!((r.coverage, r.precision, r.hit_rate), (0.0, 1.0, 0.0));
     // each read: ~20 ms first byte + 10 ms at 100 MB/s
-    assert!(r.replay_time > 32.0 * 0.025 && r.replay_time < 32.0 * 0.04, "{}", r.replay_time);
+    assert!(
+        r.replay_time > 32.0 * 0.025 && r.replay_time < 32.0 * 0.04,
+        "{}",
+        r.replay_time
+    );
 }
 
 #[test]
 fn oracle_prefetch_is_precise_and_raises_hit_rate() {
-    let w = workload("seq-think", sequential(0, 1, 32 * M, M, 50), &[file(1, 32 * M)]);
+    let w = workload(
+        "seq-think",
+        sequential(0, 1, 32 * M, M, 50),
+        &[file(1, 32 * M)],
+    );
     let cfg = SimConfig::default();
     let none = replay(&w, &mut baselines::NoPrefetch, &cfg);
     let mut o = Oracle::new(&w, 4);
@@ -223,7 +262,10 @@ fn oracle_prefetch_is_precise_and_raises_hit_rate() {
     assert!(r.hit_rate > 0.9, "{r:?}");
     assert!(r.hit_rate > none.hit_rate);
     assert!(r.coverage > 0.9);
-    assert!(r.timeliness > 0.9, "50 ms think time is enough to land each block");
+    assert!(
+        r.timeliness > 0.9,
+        "50 ms think time is enough to land each block"
+    );
     assert!(r.replay_time < none.replay_time);
     assert!(r.demand_bytes_prefetched_frac > 0.9);
     let l = labels.lock().unwrap();
@@ -302,13 +344,22 @@ fn demand_does_not_wait_behind_prefetches() {
 
 #[test]
 fn sequential_1gib_doubling_window_several_times_faster() {
-    let w = workload("seq-1g", sequential(0, 1, 1 << 30, M, 0), &[file(1, 1 << 30)]);
+    let w = workload(
+        "seq-1g",
+        sequential(0, 1, 1 << 30, M, 0),
+        &[file(1, 1 << 30)],
+    );
     let cfg = SimConfig::default();
     let none = replay(&w, &mut baselines::NoPrefetch, &cfg);
     let dbl = replay(&w, baselines::by_name("doubling").unwrap().as_mut(), &cfg);
     check_accounting(&dbl);
     let speedup = none.replay_time / dbl.replay_time;
-    assert!(speedup >= 3.0, "none {} s, doubling {} s", none.replay_time, dbl.replay_time);
+    assert!(
+        speedup >= 3.0,
+        "none {} s, doubling {} s",
+        none.replay_time,
+        dbl.replay_time
+    );
     assert!(dbl.precision > 0.95 && dbl.coverage > 0.95, "{dbl:?}");
     assert!(dbl.peak_prefetch_inflight <= cfg.prefetch_inflight);
 }
@@ -369,7 +420,11 @@ fn layout_visible_only_after_its_source_was_read() {
         first_seen: seen.clone(),
     };
     replay(&w, &mut p, &SimConfig::default());
-    assert_eq!(*seen.lock().unwrap(), Some(3), "revealed once the footer read completed");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(3),
+        "revealed once the footer read completed"
+    );
 }
 
 #[test]
@@ -383,7 +438,10 @@ fn markdown_has_one_table_per_workload() {
     let reports = run_suite(&ws, &[&none, &fixed], &SimConfig::default());
     assert_eq!(reports.len(), 4);
     assert_eq!(
-        reports.iter().map(|r| (r.workload.as_str(), r.policy.as_str())).collect::<Vec<_>>(),
+        reports
+            .iter()
+            .map(|r| (r.workload.as_str(), r.policy.as_str()))
+            .collect::<Vec<_>>(),
         vec![("a", "none"), ("a", "fixed"), ("b", "none"), ("b", "fixed")]
     );
     let md = markdown(&reports);
@@ -404,7 +462,12 @@ impl Prefetcher for RandomPrefetcher {
     fn on_access(&mut self, _: &TraceRecord, _: &dyn Catalog, out: &mut Vec<PrefetchRequest>) {
         if self.rng.below(20) == 0 {
             // a file nobody knows, absurd length: must be bounded, not hang
-            out.push(PrefetchRequest { inode: 999, offset: self.rng.next_u64(), len: u64::MAX, score: 0.1 });
+            out.push(PrefetchRequest {
+                inode: 999,
+                offset: self.rng.next_u64(),
+                len: u64::MAX,
+                score: 0.1,
+            });
         }
         for _ in 0..self.rng.below(5) {
             let (inode, size) = self.files[self.rng.below(self.files.len() as u64) as usize];
@@ -472,7 +535,10 @@ fn every_eviction_policy_replays_within_budget() {
         let r = replay(&w, baselines::by_name("doubling").unwrap().as_mut(), &cfg);
         check_accounting(&r);
         assert!(r.peak_cache_used <= 8 * M, "{kind}");
-        assert!(r.wasted_prefetched > 0, "{kind}: a small cache evicts some prefetched blocks");
+        assert!(
+            r.wasted_prefetched > 0,
+            "{kind}: a small cache evicts some prefetched blocks"
+        );
     }
 }
 
@@ -491,7 +557,11 @@ fn think_time_is_the_recorded_gap_capped() {
     };
     let r = replay(&w, &mut baselines::NoPrefetch, &cfg);
     let write = M as f64 / cfg.local_write_bw;
-    assert!((r.replay_time - (write + 0.001 + 0.5)).abs() < 1e-9, "{}", r.replay_time);
+    assert!(
+        (r.replay_time - (write + 0.001 + 0.5)).abs() < 1e-9,
+        "{}",
+        r.replay_time
+    );
 }
 
 #[test]
@@ -503,7 +573,11 @@ fn hostile_offsets_do_not_overflow() {
     ];
     let w = workload("hostile", recs, &[]);
     for name in baselines::NAMES {
-        let r = replay(&w, baselines::by_name(name).unwrap().as_mut(), &SimConfig::default());
+        let r = replay(
+            &w,
+            baselines::by_name(name).unwrap().as_mut(),
+            &SimConfig::default(),
+        );
         check_accounting(&r);
         assert_eq!(r.demand_reads, 2);
     }
@@ -516,7 +590,9 @@ fn suite_replays_through_every_baseline_within_budgets() {
     assert!(!ws.is_empty());
     let factories: Vec<Box<dyn Fn() -> Box<dyn Prefetcher>>> = baselines::NAMES
         .iter()
-        .map(|n| Box::new(move || baselines::by_name(n).unwrap()) as Box<dyn Fn() -> Box<dyn Prefetcher>>)
+        .map(|n| {
+            Box::new(move || baselines::by_name(n).unwrap()) as Box<dyn Fn() -> Box<dyn Prefetcher>>
+        })
         .collect();
     let refs: Vec<Factory<'_>> = factories.iter().map(|f| f.as_ref()).collect();
     let reports = run_suite(&ws, &refs, &cfg);

@@ -59,7 +59,11 @@ pub fn load_cloudphysics(path: &Path) -> io::Result<Vec<TraceRecord>> {
             file_size: 0,
         });
     }
-    let size = out.iter().map(|r| r.offset + r.len as u64).max().unwrap_or(0);
+    let size = out
+        .iter()
+        .map(|r| r.offset + r.len as u64)
+        .max()
+        .unwrap_or(0);
     for r in &mut out {
         r.file_size = size;
     }

@@ -128,7 +128,9 @@ impl<R: Read> TraceReader<R> {
             return Err(TraceError::Format(format!("unsupported version {version}")));
         }
         if record_size < RECORD_SIZE {
-            return Err(TraceError::Format(format!("record size {record_size} too small")));
+            return Err(TraceError::Format(format!(
+                "record size {record_size} too small"
+            )));
         }
         Ok(Self {
             input,
@@ -178,20 +180,22 @@ mod tests {
             0u8..10,
             1u8..5,
         )
-            .prop_map(|((t, s, p, h, i, ph), (dh, off, fs, len), f, op)| TraceRecord {
-                time_ns: t,
-                stream: s,
-                program_hash: p,
-                handle: h,
-                inode: i,
-                path_hash: ph,
-                dir_hash: dh,
-                offset: off,
-                len,
-                format: FormatClass::from_code(f),
-                op: Op::from_code(op).unwrap(),
-                file_size: fs,
-            })
+            .prop_map(
+                |((t, s, p, h, i, ph), (dh, off, fs, len), f, op)| TraceRecord {
+                    time_ns: t,
+                    stream: s,
+                    program_hash: p,
+                    handle: h,
+                    inode: i,
+                    path_hash: ph,
+                    dir_hash: dh,
+                    offset: off,
+                    len,
+                    format: FormatClass::from_code(f),
+                    op: Op::from_code(op).unwrap(),
+                    file_size: fs,
+                },
+            )
     }
 
     proptest! {
@@ -214,7 +218,13 @@ mod tests {
 
     #[test]
     fn rejects_other_files() {
-        assert!(matches!(TraceReader::new(&b"version,time,op"[..]), Err(TraceError::Format(_))));
-        assert!(matches!(TraceReader::new(&b"NOTATRACEFILE..."[..]), Err(TraceError::Format(_))));
+        assert!(matches!(
+            TraceReader::new(&b"version,time,op"[..]),
+            Err(TraceError::Format(_))
+        ));
+        assert!(matches!(
+            TraceReader::new(&b"NOTATRACEFILE..."[..]),
+            Err(TraceError::Format(_))
+        ));
     }
 }

@@ -4,8 +4,8 @@
 //! header, then fixed-size little-endian records) is documented in `docs/PREFETCH.md` and
 //! implemented by [`TraceWriter`] and [`TraceReader`].
 
-mod codec;
 mod cloudphysics;
+mod codec;
 
 pub use cloudphysics::load_cloudphysics;
 pub use codec::{TraceError, TraceReader, TraceWriter, RECORD_SIZE, TRACE_MAGIC, TRACE_VERSION};
@@ -158,8 +158,14 @@ mod tests {
 
     #[test]
     fn format_from_name() {
-        assert_eq!(FormatClass::from_name("a/b/part-0.parquet"), FormatClass::Parquet);
-        assert_eq!(FormatClass::from_name("model.SAFETENSORS"), FormatClass::Safetensors);
+        assert_eq!(
+            FormatClass::from_name("a/b/part-0.parquet"),
+            FormatClass::Parquet
+        );
+        assert_eq!(
+            FormatClass::from_name("model.SAFETENSORS"),
+            FormatClass::Safetensors
+        );
         assert_eq!(FormatClass::from_name("shard-000.tar"), FormatClass::Tar);
         assert_eq!(FormatClass::from_name("noext"), FormatClass::Other);
         for c in FormatClass::ALL {

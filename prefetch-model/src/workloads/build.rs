@@ -97,7 +97,11 @@ pub fn build_chain(p: &BuildParams, seed: u64) -> Workload {
             .collect();
         sources.push(ss);
     }
-    let all_headers: Vec<FileRef> = common.iter().chain(headers.iter().flatten()).copied().collect();
+    let all_headers: Vec<FileRef> = common
+        .iter()
+        .chain(headers.iter().flatten())
+        .copied()
+        .collect();
     let pick = |rng: &mut Rng, v: &[FileRef]| v[rng.below(v.len() as u64) as usize];
     let mut units = Vec::new();
     for m in 0..p.modules {

@@ -149,7 +149,11 @@ impl Builder {
     pub fn stream(&mut self, program: &str, start_ns: u64) -> Stream {
         let id = self.next_stream;
         self.next_stream += 1;
-        Stream { id, program: program_hash(program), t: start_ns }
+        Stream {
+            id,
+            program: program_hash(program),
+            t: start_ns,
+        }
     }
 
     fn push(&mut self, s: &Stream, f: &FileRef, handle: u64, op: Op, offset: u64, len: u64) {
@@ -200,7 +204,15 @@ impl Builder {
 
     /// An application read of `len` bytes at `offset` as the kernel passes it to FUSE: requests
     /// of at most `max_req` bytes (clipped to the file's end).
-    pub fn read_span(&mut self, s: &mut Stream, f: &FileRef, h: u64, offset: u64, len: u64, max_req: u64) {
+    pub fn read_span(
+        &mut self,
+        s: &mut Stream,
+        f: &FileRef,
+        h: u64,
+        offset: u64,
+        len: u64,
+        max_req: u64,
+    ) {
         let size = self.cur_size.get(&f.inode).copied().unwrap_or(f.size);
         let end = offset.saturating_add(len).min(size);
         let max_req = max_req.max(1);
@@ -228,7 +240,11 @@ impl Builder {
             listing.sort_by(|a, b| paths.get(a).cmp(&paths.get(b)));
         }
         self.records.sort_by_key(|r| r.time_ns);
-        Workload { name: self.name, records: self.records, namespace: self.ns }
+        Workload {
+            name: self.name,
+            records: self.records,
+            namespace: self.ns,
+        }
     }
 }
 
@@ -262,7 +278,9 @@ impl Zipf {
     /// One rank.
     pub fn sample(&self, rng: &mut Rng) -> usize {
         let u = rng.unit();
-        self.cdf.partition_point(|&c| c <= u).min(self.cdf.len() - 1)
+        self.cdf
+            .partition_point(|&c| c <= u)
+            .min(self.cdf.len() - 1)
     }
 }
 
@@ -299,9 +317,12 @@ mod tests {
         let reads: Vec<_> = w.records.iter().filter(|r| r.op == Op::Read).collect();
         assert_eq!(reads.len(), 3); // 10..50, 50..90, 90..100
         assert_eq!(reads[2].len, 10);
-        assert!(w.records.iter().all(|r| r.path_hash == stable_hash(b"d/x.parquet")
-            && r.dir_hash == stable_hash(b"d")
-            && r.format == FormatClass::Parquet));
+        assert!(w
+            .records
+            .iter()
+            .all(|r| r.path_hash == stable_hash(b"d/x.parquet")
+                && r.dir_hash == stable_hash(b"d")
+                && r.format == FormatClass::Parquet));
         assert_eq!(w.namespace.dirs[&stable_hash(b"d")], vec![f.inode]);
     }
 }

@@ -46,9 +46,15 @@ pub fn cloudphysics(path: &Path) -> Result<Workload, WorkloadError> {
 /// [`cloudphysics`] with another duration for one tick of the `time` column (a shorter tick
 /// compresses the think times, e.g. for a faster replay).
 pub fn cloudphysics_with_tick(path: &Path, tick_ns: u64) -> Result<Workload, WorkloadError> {
-    let raw = load_cloudphysics(path)
-        .map_err(|source| WorkloadError::Trace { path: path.display().to_string(), source })?;
-    let size = raw.iter().map(|r| r.offset + r.len as u64).max().unwrap_or(0);
+    let raw = load_cloudphysics(path).map_err(|source| WorkloadError::Trace {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let size = raw
+        .iter()
+        .map(|r| r.offset + r.len as u64)
+        .max()
+        .unwrap_or(0);
     let file = FileRef {
         inode: VOLUME_INODE,
         size,
@@ -90,5 +96,9 @@ pub fn cloudphysics_with_tick(path: &Path, tick_ns: u64) -> Result<Workload, Wor
     records.push(stamp(last + 1_000, Op::Close, 0, 0));
     let mut namespace = Namespace::default();
     namespace.add_file(file);
-    Ok(Workload { name: "cloudphysics".to_string(), records, namespace })
+    Ok(Workload {
+        name: "cloudphysics".to_string(),
+        records,
+        namespace,
+    })
 }

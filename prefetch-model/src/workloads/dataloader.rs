@@ -30,8 +30,14 @@ pub struct LoaderParams {
 
 /// Runs `epochs` shuffled epochs over `files`; `read_file` emits one sample's I/O (open,
 /// reads, close) on a worker's stream.
-fn run_loader<F>(b: &mut Builder, files: &[FileRef], lp: &LoaderParams, epochs: usize, rng: &mut Rng, mut read_file: F)
-where
+fn run_loader<F>(
+    b: &mut Builder,
+    files: &[FileRef],
+    lp: &LoaderParams,
+    epochs: usize,
+    rng: &mut Rng,
+    mut read_file: F,
+) where
     F: FnMut(&mut Builder, &mut Stream, &FileRef, &mut Rng),
 {
     let n_workers = lp.workers.max(1);
@@ -136,16 +142,28 @@ pub fn shuffled_small_files(p: &SmallFilesParams, seed: u64) -> Workload {
     let mut files = Vec::with_capacity(p.files);
     for i in 0..p.files {
         let (d, j) = (i / per_dir, i % per_dir);
-        let size = (rng.lognormal(p.median_size as f64, p.size_sigma) as u64).clamp(4 * KIB, 4 * MIB);
-        let path = format!("imagenet/train/n{:08}/img_{:06}.JPEG", 1_440_764 + d * 7919, j);
+        let size =
+            (rng.lognormal(p.median_size as f64, p.size_sigma) as u64).clamp(4 * KIB, 4 * MIB);
+        let path = format!(
+            "imagenet/train/n{:08}/img_{:06}.JPEG",
+            1_440_764 + d * 7919,
+            j
+        );
         files.push(b.add_file(&path, size));
     }
     let read_size = p.read_size;
-    run_loader(&mut b, &files, &p.loader, p.epochs, &mut rng, |b, w, f, _| {
-        let h = b.open(w, f);
-        b.read_span(w, f, h, 0, f.size, read_size);
-        b.close(w, f, h);
-    });
+    run_loader(
+        &mut b,
+        &files,
+        &p.loader,
+        p.epochs,
+        &mut rng,
+        |b, w, f, _| {
+            let h = b.open(w, f);
+            b.read_span(w, f, h, 0, f.size, read_size);
+            b.close(w, f, h);
+        },
+    );
     b.finish()
 }
 
@@ -218,16 +236,23 @@ pub fn npz_whole_file(p: &NpzParams, seed: u64) -> Workload {
         })
         .collect();
     let (read_size, tail_probe) = (p.read_size, p.tail_probe);
-    run_loader(&mut b, &files, &p.loader, p.epochs, &mut rng, |b, w, f, _| {
-        let h = b.open(w, f);
-        if tail_probe {
-            // The end-of-central-directory record is in the last 22+ bytes: the kernel reads
-            // the page holding them.
-            let page = f.size.saturating_sub(22) & !4095;
-            b.read(w, f, h, page, f.size - page);
-        }
-        b.read_span(w, f, h, 0, f.size, read_size);
-        b.close(w, f, h);
-    });
+    run_loader(
+        &mut b,
+        &files,
+        &p.loader,
+        p.epochs,
+        &mut rng,
+        |b, w, f, _| {
+            let h = b.open(w, f);
+            if tail_probe {
+                // The end-of-central-directory record is in the last 22+ bytes: the kernel reads
+                // the page holding them.
+                let page = f.size.saturating_sub(22) & !4095;
+                b.read(w, f, h, page, f.size - page);
+            }
+            b.read_span(w, f, h, 0, f.size, read_size);
+            b.close(w, f, h);
+        },
+    );
     b.finish()
 }

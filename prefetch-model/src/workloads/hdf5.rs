@@ -73,7 +73,13 @@ pub fn hdf5_chunks(p: &Hdf5Params, seed: u64) -> Workload {
         off += len;
     }
     let f = b.add_file("climate/era5/t2m_1979-2023.h5", off);
-    b.set_layout(f.inode, Layout { source: 0..meta, extents: chunks.clone() });
+    b.set_layout(
+        f.inode,
+        Layout {
+            source: 0..meta,
+            extents: chunks.clone(),
+        },
+    );
     let band = p.band.clamp(1, cols);
     let bands = cols.div_ceil(band);
     let readers = p.readers.max(1);

@@ -27,10 +27,14 @@ pub use build::{build_chain, BuildParams};
 pub use builder::program_hash;
 pub use checkpoint::{checkpoint_write, CheckpointParams};
 pub use cloudphysics::{cloudphysics, cloudphysics_with_tick, WorkloadError, CLOUDPHYSICS_TICK_NS};
-pub use dataloader::{npz_whole_file, shuffled_small_files, LoaderParams, NpzParams, SmallFilesParams};
+pub use dataloader::{
+    npz_whole_file, shuffled_small_files, LoaderParams, NpzParams, SmallFilesParams,
+};
 pub use hdf5::{hdf5_chunks, Hdf5Params};
 pub use parquet::{parquet_scan, ParquetParams};
-pub use patterns::{interleaved, strided, zipf_blocks, InterleavedParams, StridedParams, ZipfParams};
+pub use patterns::{
+    interleaved, strided, zipf_blocks, InterleavedParams, StridedParams, ZipfParams,
+};
 pub use safetensors::{safetensors_load, SafetensorsParams};
 pub use shards::{tfrecord_shards, webdataset_tar, TfRecordParams, WebDatasetParams};
 
@@ -59,7 +63,9 @@ pub fn generate(name: &str, seed: u64, scale: f64) -> Option<Workload> {
     // Each workload gets its own seed stream, so adding one does not change the others.
     let seed = seed ^ stable_hash(name.as_bytes());
     Some(match name {
-        "shuffled-small-files" => shuffled_small_files(&SmallFilesParams::default().scaled(scale), seed),
+        "shuffled-small-files" => {
+            shuffled_small_files(&SmallFilesParams::default().scaled(scale), seed)
+        }
         "npz-whole-file" => npz_whole_file(&NpzParams::default().scaled(scale), seed),
         "tfrecord-shards" => tfrecord_shards(&TfRecordParams::default().scaled(scale), seed),
         "webdataset-tar" => webdataset_tar(&WebDatasetParams::default().scaled(scale), seed),
@@ -78,5 +84,8 @@ pub fn generate(name: &str, seed: u64, scale: f64) -> Option<Workload> {
 /// The mixed suite: every generator except [`cloudphysics`] (which needs its file), in
 /// [`SUITE`] order, at `scale` (1.0 for evaluation, ~0.001 for tests).
 pub fn suite(seed: u64, scale: f64) -> Vec<Workload> {
-    SUITE.iter().filter_map(|n| generate(n, seed, scale)).collect()
+    SUITE
+        .iter()
+        .filter_map(|n| generate(n, seed, scale))
+        .collect()
 }

@@ -66,7 +66,11 @@ struct ParquetFile {
 
 /// Lays out a file: magic `PAR1`, row groups of column chunks in column order, the footer
 /// (thrift metadata, growing with row groups x columns), its 4-byte length and `PAR1`.
-fn lay_out(rng: &mut Rng, p: &ParquetParams, widths: &[f64]) -> (Vec<Vec<Range<u64>>>, Range<u64>, u64) {
+fn lay_out(
+    rng: &mut Rng,
+    p: &ParquetParams,
+    widths: &[f64],
+) -> (Vec<Vec<Range<u64>>>, Range<u64>, u64) {
     let total: f64 = widths.iter().sum();
     let mut off = 4;
     let mut chunks = Vec::with_capacity(p.row_groups);
@@ -103,12 +107,23 @@ pub fn parquet_scan(p: &ParquetParams, seed: u64) -> Workload {
     let mut files = Vec::with_capacity(p.files);
     for i in 0..p.files {
         let (chunks, footer, size) = lay_out(&mut rng, p, &widths);
-        let f = b.add_file(&format!("warehouse/events/date=2024-05-01/part-{i:05}.parquet"), size);
+        let f = b.add_file(
+            &format!("warehouse/events/date=2024-05-01/part-{i:05}.parquet"),
+            size,
+        );
         let extents = chunks.iter().flatten().cloned().collect();
-        b.set_layout(f.inode, Layout { source: footer.start..size, extents });
+        b.set_layout(
+            f.inode,
+            Layout {
+                source: footer.start..size,
+                extents,
+            },
+        );
         files.push(ParquetFile { f, chunks, footer });
     }
-    let mut threads: Vec<Stream> = (0..p.threads.max(1)).map(|i| b.stream("python3", ms(0.1) * i as u64)).collect();
+    let mut threads: Vec<Stream> = (0..p.threads.max(1))
+        .map(|i| b.stream("python3", ms(0.1) * i as u64))
+        .collect();
     let mut t_query = 0;
     for _ in 0..p.queries {
         let mut cols: Vec<usize> = (0..columns).collect();
@@ -119,7 +134,9 @@ pub fn parquet_scan(p: &ParquetParams, seed: u64) -> Workload {
             s.wait_until(t_query);
         }
         for pf in &files {
-            let i = (0..threads.len()).min_by_key(|&i| (threads[i].t, i)).unwrap_or(0);
+            let i = (0..threads.len())
+                .min_by_key(|&i| (threads[i].t, i))
+                .unwrap_or(0);
             let s = &mut threads[i];
             let f = &pf.f;
             let h = b.open(s, f);
@@ -131,7 +148,10 @@ pub fn parquet_scan(p: &ParquetParams, seed: u64) -> Workload {
                     let r = &row[c];
                     b.read_span(s, f, h, r.start, r.end - r.start, p.max_req);
                     let mib = (r.end - r.start) as f64 / MIB as f64;
-                    s.think(jitter(&mut rng, (p.decode_ns_per_mib as f64 * mib) as u64 + 1_000));
+                    s.think(jitter(
+                        &mut rng,
+                        (p.decode_ns_per_mib as f64 * mib) as u64 + 1_000,
+                    ));
                 }
             }
             b.close(s, f, h);

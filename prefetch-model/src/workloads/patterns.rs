@@ -4,7 +4,9 @@
 use crate::rng::Rng;
 use crate::{FileRef, Workload};
 
-use super::builder::{jitter, ms, scale_bytes, scale_count, us, Builder, Stream, Zipf, GIB, KIB, MIB};
+use super::builder::{
+    jitter, ms, scale_bytes, scale_count, us, Builder, Stream, Zipf, GIB, KIB, MIB,
+};
 
 /// Parameters of [`strided`].
 #[derive(Clone, Debug)]
@@ -23,7 +25,13 @@ pub struct StridedParams {
 
 impl Default for StridedParams {
     fn default() -> Self {
-        StridedParams { files: 4, file_size: 512 * MIB, record: 64 * KIB, stride: 256 * KIB, think_ns: us(300.0) }
+        StridedParams {
+            files: 4,
+            file_size: 512 * MIB,
+            record: 64 * KIB,
+            stride: 256 * KIB,
+            think_ns: us(300.0),
+        }
     }
 }
 
@@ -80,7 +88,13 @@ pub struct InterleavedParams {
 
 impl Default for InterleavedParams {
     fn default() -> Self {
-        InterleavedParams { files: 2, file_size: GIB, threads: 8, read_size: MIB, think_ns: us(150.0) }
+        InterleavedParams {
+            files: 2,
+            file_size: GIB,
+            threads: 8,
+            read_size: MIB,
+            think_ns: us(150.0),
+        }
     }
 }
 
@@ -88,7 +102,11 @@ impl InterleavedParams {
     /// The same workload with `scale` times the bytes (file size scaled; at least 4 reads per
     /// thread).
     pub fn scaled(mut self, scale: f64) -> Self {
-        self.file_size = scale_bytes(self.file_size, scale, 4 * self.threads as u64 * self.read_size);
+        self.file_size = scale_bytes(
+            self.file_size,
+            scale,
+            4 * self.threads as u64 * self.read_size,
+        );
         self
     }
 }
@@ -149,7 +167,15 @@ pub struct ZipfParams {
 
 impl Default for ZipfParams {
     fn default() -> Self {
-        ZipfParams { files: 16, file_size: 256 * MIB, block: MIB, reads: 4096, s: 1.0, streams: 4, think_ns: us(500.0) }
+        ZipfParams {
+            files: 16,
+            file_size: 256 * MIB,
+            block: MIB,
+            reads: 4096,
+            s: 1.0,
+            streams: 4,
+            think_ns: us(500.0),
+        }
     }
 }
 

@@ -102,7 +102,12 @@ fn shard(tensors: Vec<(String, u64)>, max_shard: u64) -> Vec<Vec<(String, u64)>>
 /// Returns (header length, tensor ranges in file order, file size).
 fn lay_out(mut tensors: Vec<(String, u64)>) -> (u64, Vec<Range<u64>>, u64) {
     tensors.sort();
-    let json: u64 = 2 + tensors.iter().map(|(n, _)| n.len() as u64 + 90).sum::<u64>() + 40;
+    let json: u64 = 2
+        + tensors
+            .iter()
+            .map(|(n, _)| n.len() as u64 + 90)
+            .sum::<u64>()
+        + 40;
     let header = json.div_ceil(8) * 8;
     let mut off = 8 + header;
     let ranges = tensors
@@ -130,8 +135,17 @@ pub fn safetensors_load(p: &SafetensorsParams, seed: u64) -> Workload {
     let mut files = Vec::with_capacity(n);
     for (i, tensors) in shards.into_iter().enumerate() {
         let (header, ranges, size) = lay_out(tensors);
-        let f = b.add_file(&format!("models/llama-1b/model-{:05}-of-{n:05}.safetensors", i + 1), size);
-        b.set_layout(f.inode, Layout { source: 0..8 + header, extents: ranges.clone() });
+        let f = b.add_file(
+            &format!("models/llama-1b/model-{:05}-of-{n:05}.safetensors", i + 1),
+            size,
+        );
+        b.set_layout(
+            f.inode,
+            Layout {
+                source: 0..8 + header,
+                extents: ranges.clone(),
+            },
+        );
         files.push((f, header, ranges));
     }
     for r in 0..p.ranks.max(1) {
@@ -146,7 +160,10 @@ pub fn safetensors_load(p: &SafetensorsParams, seed: u64) -> Workload {
             for t in ranges {
                 b.read_span(&mut s, f, h, t.start, t.end - t.start, p.max_req);
                 let mib = (t.end - t.start) as f64 / MIB as f64;
-                s.think(jitter(&mut rng, (p.copy_ns_per_mib as f64 * mib) as u64 + 1_000));
+                s.think(jitter(
+                    &mut rng,
+                    (p.copy_ns_per_mib as f64 * mib) as u64 + 1_000,
+                ));
             }
             b.close(&mut s, f, h);
         }

@@ -53,7 +53,9 @@ impl TfRecordParams {
 /// Picks the stream whose clock is earliest (the thread that becomes free first takes the next
 /// shard).
 fn earliest(streams: &[Stream]) -> usize {
-    (0..streams.len()).min_by_key(|&i| (streams[i].t, i)).unwrap_or(0)
+    (0..streams.len())
+        .min_by_key(|&i| (streams[i].t, i))
+        .unwrap_or(0)
 }
 
 /// TensorFlow `tf.data.TFRecordDataset(files, num_parallel_reads=threads)` over a shuffled list
@@ -68,10 +70,15 @@ pub fn tfrecord_shards(p: &TfRecordParams, seed: u64) -> Workload {
     let shards: Vec<FileRef> = (0..p.shards)
         .map(|i| {
             let size = p.min_shard + rng.below(span);
-            b.add_file(&format!("tfrecords/train-{i:05}-of-{:05}.tfrecord", p.shards), size)
+            b.add_file(
+                &format!("tfrecords/train-{i:05}-of-{:05}.tfrecord", p.shards),
+                size,
+            )
         })
         .collect();
-    let mut threads: Vec<Stream> = (0..p.threads.max(1)).map(|i| b.stream("python3", us(50.0) * i as u64)).collect();
+    let mut threads: Vec<Stream> = (0..p.threads.max(1))
+        .map(|i| b.stream("python3", us(50.0) * i as u64))
+        .collect();
     let mut t_epoch = 0;
     for _ in 0..p.epochs {
         for s in &mut threads {
@@ -152,7 +159,11 @@ const TAR_RECORD: u64 = 20 * TAR_BLOCK;
 /// Lays out one shard: members (512-byte header + data rounded up to 512) until `target` bytes,
 /// then the two zero end blocks and padding to tar's record size. Returns the member extents,
 /// the end offset of each sample's image member (where its decode can start) and the size.
-fn tar_shard(rng: &mut Rng, target: u64, median: u64) -> (Vec<std::ops::Range<u64>>, Vec<u64>, u64) {
+fn tar_shard(
+    rng: &mut Rng,
+    target: u64,
+    median: u64,
+) -> (Vec<std::ops::Range<u64>>, Vec<u64>, u64) {
     let mut extents = Vec::new();
     let mut sample_ends = Vec::new();
     let mut off = 0;
@@ -185,7 +196,13 @@ pub fn webdataset_tar(p: &WebDatasetParams, seed: u64) -> Workload {
         let target = p.min_shard + rng.below(span);
         let (extents, sample_ends, size) = tar_shard(&mut rng, target, p.median_member);
         let f = b.add_file(&format!("wds/imagenet-train-{i:06}.tar"), size);
-        b.set_layout(f.inode, Layout { source: 0..TAR_BLOCK, extents });
+        b.set_layout(
+            f.inode,
+            Layout {
+                source: 0..TAR_BLOCK,
+                extents,
+            },
+        );
         shards.push((f, sample_ends));
     }
     let n_workers = p.workers.max(1);

@@ -20,17 +20,39 @@ fn check(w: &Workload, generated: bool) {
     let ns = &w.namespace;
     assert!(!w.records.is_empty(), "{}: no records", w.name);
     // Sorted by time; per stream non-decreasing follows, but check it independently.
-    assert!(w.records.windows(2).all(|p| p[0].time_ns <= p[1].time_ns), "{}: not sorted", w.name);
+    assert!(
+        w.records.windows(2).all(|p| p[0].time_ns <= p[1].time_ns),
+        "{}: not sorted",
+        w.name
+    );
     let mut stream_t: HashMap<u32, u64> = HashMap::new();
     let mut opens: HashMap<u64, (usize, u64)> = HashMap::new();
     let mut closes: HashMap<u64, usize> = HashMap::new();
     for (i, r) in w.records.iter().enumerate() {
         let t = stream_t.entry(r.stream).or_insert(0);
-        assert!(*t <= r.time_ns, "{}: stream {} goes back in time", w.name, r.stream);
+        assert!(
+            *t <= r.time_ns,
+            "{}: stream {} goes back in time",
+            w.name,
+            r.stream
+        );
         *t = r.time_ns;
-        let f = ns.files.get(&r.inode).unwrap_or_else(|| panic!("{}: unknown inode {}", w.name, r.inode));
-        assert_eq!((r.path_hash, r.dir_hash, r.format), (f.path_hash, f.dir_hash, f.format), "{}", w.name);
-        assert!(r.offset + r.len as u64 <= r.file_size, "{}: {:?} past file end", w.name, r);
+        let f = ns
+            .files
+            .get(&r.inode)
+            .unwrap_or_else(|| panic!("{}: unknown inode {}", w.name, r.inode));
+        assert_eq!(
+            (r.path_hash, r.dir_hash, r.format),
+            (f.path_hash, f.dir_hash, f.format),
+            "{}",
+            w.name
+        );
+        assert!(
+            r.offset + r.len as u64 <= r.file_size,
+            "{}: {:?} past file end",
+            w.name,
+            r
+        );
         match r.op {
             Op::Open | Op::Close => {
                 assert_eq!((r.offset, r.len), (0, 0), "{}", w.name);
@@ -52,7 +74,12 @@ fn check(w: &Workload, generated: bool) {
         }
         if generated {
             assert_ne!(r.program_hash, 0, "{}", w.name);
-            assert!(r.len as u64 <= 64 << 20 && (r.op == Op::Write || r.len as u64 <= 1 << 20), "{}: {:?}", w.name, r);
+            assert!(
+                r.len as u64 <= 64 << 20 && (r.op == Op::Write || r.len as u64 <= 1 << 20),
+                "{}: {:?}",
+                w.name,
+                r
+            );
         }
     }
     // Every read or write happens on an open handle of its file, before the handle's close.
@@ -77,20 +104,43 @@ fn check(w: &Workload, generated: bool) {
     // Layouts: extents sorted, disjoint, inside the file; each reader reads the source first.
     for (&inode, l) in &ns.layouts {
         let size = ns.files[&inode].size;
-        assert!(l.source.start < l.source.end && l.source.end <= size, "{}: source", w.name);
+        assert!(
+            l.source.start < l.source.end && l.source.end <= size,
+            "{}: source",
+            w.name
+        );
         assert!(!l.extents.is_empty(), "{}", w.name);
         for e in &l.extents {
-            assert!(e.start < e.end && e.end <= size, "{}: extent {:?} of {}", w.name, e, size);
+            assert!(
+                e.start < e.end && e.end <= size,
+                "{}: extent {:?} of {}",
+                w.name,
+                e,
+                size
+            );
         }
-        assert!(l.extents.windows(2).all(|p| p[0].end <= p[1].start), "{}: extents overlap", w.name);
+        assert!(
+            l.extents.windows(2).all(|p| p[0].end <= p[1].start),
+            "{}: extents overlap",
+            w.name
+        );
         let mut first_source: HashMap<u64, usize> = HashMap::new();
-        for (i, r) in w.records.iter().enumerate().filter(|(_, r)| r.inode == inode && r.op == Op::Read) {
+        for (i, r) in w
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.inode == inode && r.op == Op::Read)
+        {
             if overlaps(r, &l.source) {
                 first_source.entry(r.handle).or_insert(i);
             }
             if l.extents.iter().any(|e| overlaps(r, e)) {
                 let s = first_source.get(&r.handle).copied();
-                assert!(s.is_some_and(|s| s <= i), "{}: extent read before the layout source", w.name);
+                assert!(
+                    s.is_some_and(|s| s <= i),
+                    "{}: extent read before the layout source",
+                    w.name
+                );
             }
         }
     }
@@ -149,12 +199,19 @@ fn shuffled_small_files_reads_every_file_once_per_epoch() {
         orders.push(epoch.iter().map(|r| r.inode).collect::<Vec<_>>());
         // Whole-file reads, in 128 KiB requests.
         for r in epoch {
-            assert_eq!(coverage(&w, r.handle), vec![0..w.namespace.files[&r.inode].size]);
+            assert_eq!(
+                coverage(&w, r.handle),
+                vec![0..w.namespace.files[&r.inode].size]
+            );
         }
     }
     assert_ne!(orders[0], orders[1], "each epoch is a fresh shuffle");
     let streams: HashSet<u32> = w.records.iter().map(|r| r.stream).collect();
-    assert_eq!(streams.len(), p.loader.workers * p.epochs, "non-persistent workers per epoch");
+    assert_eq!(
+        streams.len(),
+        p.loader.workers * p.epochs,
+        "non-persistent workers per epoch"
+    );
     let mean = w.namespace.total_bytes() as f64 / n as f64;
     assert!((90_000.0..150_000.0).contains(&mean), "mean size {mean}");
 }
@@ -168,14 +225,21 @@ fn npz_probes_the_tail_then_reads_whole_files() {
         let rs: Vec<&TraceRecord> = reads_of(&w).filter(|r| r.handle == o.handle).collect();
         assert_eq!(rs[0].offset + rs[0].len as u64, size, "tail page first");
         assert_eq!(rs[1].offset, 0);
-        assert!(rs[1..].windows(2).all(|p| p[1].offset == p[0].offset + p[0].len as u64));
+        assert!(rs[1..]
+            .windows(2)
+            .all(|p| p[1].offset == p[0].offset + p[0].len as u64));
         assert_eq!(coverage(&w, o.handle), vec![0..size]);
     }
 }
 
 #[test]
 fn tfrecord_threads_interleave_sequential_preads() {
-    let p = TfRecordParams { shards: 8, min_shard: 1 << 20, max_shard: 2 << 20, ..TfRecordParams::default() };
+    let p = TfRecordParams {
+        shards: 8,
+        min_shard: 1 << 20,
+        max_shard: 2 << 20,
+        ..TfRecordParams::default()
+    };
     let w = tfrecord_shards(&p, 2);
     check(&w, true);
     let streams: HashSet<u32> = w.records.iter().map(|r| r.stream).collect();
@@ -193,7 +257,10 @@ fn tfrecord_threads_interleave_sequential_preads() {
         }
         prev = Some(r.stream);
     }
-    assert!(switches > 10, "threads interleave in time ({switches} switches)");
+    assert!(
+        switches > 10,
+        "threads interleave in time ({switches} switches)"
+    );
 }
 
 #[test]
@@ -203,12 +270,21 @@ fn webdataset_streams_whole_shards_with_member_layout() {
     for (inode, l) in &w.namespace.layouts {
         let size = w.namespace.files[inode].size;
         assert_eq!(l.extents[0].start, 0);
-        assert!(l.extents.windows(2).all(|p| p[0].end == p[1].start), "members are contiguous");
-        assert!(l.extents.iter().all(|e| e.start % 512 == 0 && e.end % 512 == 0));
+        assert!(
+            l.extents.windows(2).all(|p| p[0].end == p[1].start),
+            "members are contiguous"
+        );
+        assert!(l
+            .extents
+            .iter()
+            .all(|e| e.start % 512 == 0 && e.end % 512 == 0));
         assert!(size % 10240 == 0 && l.extents.last().unwrap().end + 1024 <= size);
     }
     for o in w.records.iter().filter(|r| r.op == Op::Open) {
-        assert_eq!(coverage(&w, o.handle), vec![0..w.namespace.files[&o.inode].size]);
+        assert_eq!(
+            coverage(&w, o.handle),
+            vec![0..w.namespace.files[&o.inode].size]
+        );
     }
 }
 
@@ -223,20 +299,35 @@ fn parquet_reads_footer_then_only_projected_chunks() {
         let size = w.namespace.files[&o.inode].size;
         let l = &w.namespace.layouts[&o.inode];
         let rs: Vec<&TraceRecord> = reads_of(&w).filter(|r| r.handle == o.handle).collect();
-        assert_eq!((rs[0].offset, rs[0].len), (size - 8, 8), "footer length first");
+        assert_eq!(
+            (rs[0].offset, rs[0].len),
+            (size - 8, 8),
+            "footer length first"
+        );
         assert_eq!(rs[1].offset, l.source.start, "then the footer");
         assert_eq!(rs[1].offset + rs[1].len as u64, size - 8);
         let cov = coverage(&w, o.handle);
-        let touched: Vec<&Range<u64>> = l.extents.iter().filter(|e| cov.iter().any(|c| c.start < e.end && e.start < c.end)).collect();
+        let touched: Vec<&Range<u64>> = l
+            .extents
+            .iter()
+            .filter(|e| cov.iter().any(|c| c.start < e.end && e.start < c.end))
+            .collect();
         // Every touched chunk is read whole.
         for e in &touched {
             assert!(cov.iter().any(|c| c.start <= e.start && e.end <= c.end));
         }
         read_extents += touched.len();
         all_extents += l.extents.len();
-        assert_eq!(touched.len(), p.row_groups * p.projected, "projected chunks only");
+        assert_eq!(
+            touched.len(),
+            p.row_groups * p.projected,
+            "projected chunks only"
+        );
     }
-    assert!(read_extents * p.columns == all_extents * p.projected, "{read_extents} of {all_extents}");
+    assert!(
+        read_extents * p.columns == all_extents * p.projected,
+        "{read_extents} of {all_extents}"
+    );
 }
 
 #[test]
@@ -252,7 +343,10 @@ fn hdf5_readers_cover_every_chunk_once_in_strided_runs() {
             count[i] += 1;
         }
     }
-    assert!(count.iter().all(|&c| c == 1), "each chunk read by exactly one reader");
+    assert!(
+        count.iter().all(|&c| c == 1),
+        "each chunk read by exactly one reader"
+    );
     // A reader's chunk sequence jumps: runs of `band` chunks, then a gap of a grid row.
     let s0 = w.records[0].stream;
     let idx: Vec<usize> = reads_of(&w)
@@ -273,8 +367,15 @@ fn safetensors_reads_length_header_then_every_tensor_in_order() {
         let rs: Vec<&TraceRecord> = reads_of(&w).filter(|r| r.handle == o.handle).collect();
         assert_eq!((rs[0].offset, rs[0].len), (0, 8));
         assert_eq!(rs[1].offset + rs[1].len as u64, l.source.end);
-        assert!(rs.windows(2).all(|p| p[1].offset == p[0].offset + p[0].len as u64), "file order");
-        assert_eq!(rs.last().map(|r| r.offset + r.len as u64), l.extents.last().map(|e| e.end));
+        assert!(
+            rs.windows(2)
+                .all(|p| p[1].offset == p[0].offset + p[0].len as u64),
+            "file order"
+        );
+        assert_eq!(
+            rs.last().map(|r| r.offset + r.len as u64),
+            l.extents.last().map(|e| e.end)
+        );
         assert_eq!(l.extents[0].start, l.source.end);
     }
 }
@@ -295,11 +396,17 @@ fn checkpoint_writes_new_files_then_reads_back_the_latest() {
     }
     assert!(files.values().all(|f| written[&f.inode] == f.size));
     let first_read = w.records.iter().position(|r| r.op == Op::Read).unwrap();
-    assert!(w.records[first_read..].iter().all(|r| r.op != Op::Write), "reads only at resume");
+    assert!(
+        w.records[first_read..].iter().all(|r| r.op != Op::Write),
+        "reads only at resume"
+    );
     let read: HashSet<u64> = reads_of(&w).map(|r| r.inode).collect();
     let newest = *files.keys().max().unwrap();
     assert_eq!(read.len(), 3);
-    assert!(read.iter().all(|i| newest - i < 3), "only the latest checkpoint is read");
+    assert!(
+        read.iter().all(|i| newest - i < 3),
+        "only the latest checkpoint is read"
+    );
 }
 
 #[test]
@@ -347,7 +454,10 @@ fn interleaved_threads_share_a_handle_and_stay_sequential() {
     assert_eq!(by_handle.len(), p.files);
     assert!(by_handle.values().all(|s| s.len() == p.threads));
     let reads = reads_of(&w).count();
-    assert!(seq_per_handle * 4 < reads, "per handle the requests look non-sequential");
+    assert!(
+        seq_per_handle * 4 < reads,
+        "per handle the requests look non-sequential"
+    );
     for h in by_handle.keys() {
         let inode = w.records.iter().find(|r| r.handle == *h).unwrap().inode;
         assert_eq!(coverage(&w, *h), vec![0..w.namespace.files[&inode].size]);
@@ -356,7 +466,10 @@ fn interleaved_threads_share_a_handle_and_stay_sequential() {
 
 #[test]
 fn zipf_blocks_concentrate_on_popular_blocks() {
-    let p = ZipfParams { reads: 4000, ..ZipfParams::default() };
+    let p = ZipfParams {
+        reads: 4000,
+        ..ZipfParams::default()
+    };
     let w = zipf_blocks(&p, 11);
     check(&w, true);
     let mut counts: HashMap<(u64, u64), usize> = HashMap::new();
@@ -370,9 +483,15 @@ fn zipf_blocks_concentrate_on_popular_blocks() {
     let blocks = (p.files as u64 * p.file_size / p.block) as usize;
     let top: usize = c.iter().take(blocks / 10).sum();
     // Zipf(1) over 4096 blocks: the top 10% draw ~74% of the reads.
-    assert!(top * 100 > 60 * p.reads && top * 100 < 85 * p.reads, "top 10%: {top}");
+    assert!(
+        top * 100 > 60 * p.reads && top * 100 < 85 * p.reads,
+        "top 10%: {top}"
+    );
     let files: HashSet<u64> = counts.keys().map(|k| k.0).collect();
-    assert!(files.len() > p.files / 2, "hot blocks are scattered over files");
+    assert!(
+        files.len() > p.files / 2,
+        "hot blocks are scattered over files"
+    );
 }
 
 #[test]
@@ -416,9 +535,16 @@ fn build_chain_repeats_file_successions() {
         total += r.len() - 1;
     }
     let repeat = same as f64 / total as f64;
-    assert!(repeat > 0.8 && repeat < 1.0, "unit sequences repeated: {repeat}");
+    assert!(
+        repeat > 0.8 && repeat < 1.0,
+        "unit sequences repeated: {repeat}"
+    );
     let streams: HashSet<u32> = w.records.iter().map(|r| r.stream).collect();
-    assert_eq!(streams.len(), p.builds * p.modules * p.sources_per_module, "a cc1 per unit");
+    assert_eq!(
+        streams.len(),
+        p.builds * p.modules * p.sources_per_module,
+        "a cc1 per unit"
+    );
 }
 
 #[test]
@@ -440,7 +566,10 @@ fn cloudphysics_matches_the_csv() {
     let w = cloudphysics(path).unwrap();
     check(&w, false);
     assert_eq!(w.records.iter().filter(|r| r.op == Op::Read).count(), reads);
-    assert_eq!(w.records.iter().filter(|r| r.op == Op::Write).count(), writes);
+    assert_eq!(
+        w.records.iter().filter(|r| r.op == Op::Write).count(),
+        writes
+    );
     assert_eq!(w.records.len(), reads + writes + 2);
     let span = w.records.last().unwrap().time_ns - w.records[0].time_ns;
     // 7,200 ticks of one second: two hours of the VM's pacing.
@@ -458,7 +587,12 @@ fn suite_sizes_at_full_scale() {
     let t = std::time::Instant::now();
     let (mut recs, mut bytes) = (0, 0u64);
     for w in suite(1, 1.0) {
-        let io: u64 = w.records.iter().filter(|r| r.op != Op::Open && r.op != Op::Close).map(|r| r.len as u64).sum();
+        let io: u64 = w
+            .records
+            .iter()
+            .filter(|r| r.op != Op::Open && r.op != Op::Close)
+            .map(|r| r.len as u64)
+            .sum();
         let span = w.records.last().map(|r| r.time_ns).unwrap_or(0) as f64 / 1e9;
         println!(
             "{:22} records {:>8} streams {:>5} files {:>6} data {:>7.0} MB I/O {:>7.0} MB span {:>7.1} s",
@@ -474,5 +608,9 @@ fn suite_sizes_at_full_scale() {
         recs += w.records.len();
         bytes += io;
     }
-    println!("total records {recs}, I/O {:.1} GB, generated and checked in {:?}", bytes as f64 / 1e9, t.elapsed());
+    println!(
+        "total records {recs}, I/O {:.1} GB, generated and checked in {:?}",
+        bytes as f64 / 1e9,
+        t.elapsed()
+    );
 }

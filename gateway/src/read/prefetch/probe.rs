@@ -23,7 +23,10 @@ pub async fn layout_of(
             if size < 12 {
                 return Err("too small for a Parquet file".into());
             }
-            let tail = fetcher.read_range(obj, size - 8, size).await.map_err(|e| e.to_string())?;
+            let tail = fetcher
+                .read_range(obj, size - 8, size)
+                .await
+                .map_err(|e| e.to_string())?;
             let len = formats::parquet_footer_len(&tail).map_err(|e| e.to_string())?;
             if len > MAX_META || len + 8 > size {
                 return Err(format!("footer of {len} bytes not parsed"));
@@ -39,7 +42,10 @@ pub async fn layout_of(
             if size < 8 {
                 return Err("too small for a safetensors file".into());
             }
-            let head = fetcher.read_range(obj, 0, 8).await.map_err(|e| e.to_string())?;
+            let head = fetcher
+                .read_range(obj, 0, 8)
+                .await
+                .map_err(|e| e.to_string())?;
             let len = formats::safetensors_header_len(&head).map_err(|e| e.to_string())?;
             if len > MAX_META || 8 + len > size {
                 return Err(format!("header of {len} bytes not parsed"));

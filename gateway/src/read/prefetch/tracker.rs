@@ -187,12 +187,19 @@ mod tests {
         assert_eq!((out.on_time, out.late), (1, 1));
         assert!(fb.iter().all(|f| f.used));
         // A second demand of the same blocks labels nothing again.
-        assert_eq!(t.demand(1, 0, 1, &mut fb, |_| true), DemandOutcome::default());
+        assert_eq!(
+            t.demand(1, 0, 1, &mut fb, |_| true),
+            DemandOutcome::default()
+        );
         t.arrived(1, 2);
         let wasted = t.sweep(now, Duration::from_secs(60), |e| e.index == 2);
         assert_eq!(wasted.len(), 1);
         assert!(!wasted[0].used);
-        let expired = t.sweep(now + Duration::from_secs(61), Duration::from_secs(60), |_| false);
+        let expired = t.sweep(
+            now + Duration::from_secs(61),
+            Duration::from_secs(60),
+            |_| false,
+        );
         assert_eq!(expired.len(), 1);
         assert_eq!((t.count(), t.unused_bytes()), (0, 0));
     }
