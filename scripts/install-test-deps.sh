@@ -46,7 +46,8 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 # RocksDB (the persistent cache index) is built from source: a C++ compiler and libclang (bindgen).
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
-ldconfig -p 2>/dev/null | grep 'libclang.*\.so' >/dev/null || missing+=(libclang-dev)
+# (libclang-cpp*.so, which some images carry, is not the C library bindgen loads.)
+ldconfig -p 2>/dev/null | grep -E 'libclang(-[0-9.]+)?\.so' >/dev/null || missing+=(libclang-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
