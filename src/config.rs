@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub metrics_addr: Option<String>,
     pub flush_delay: Option<String>,
     pub max_dirty: Option<String>,
+    pub journal_direct_io: Option<bool>,
     pub drain_timeout: Option<String>,
     pub prefetch: Option<String>,
     pub prefetch_model: Option<PathBuf>,

@@ -4,7 +4,7 @@
 //! a full journal disk gives ENOSPC without corrupting anything.
 //!
 //! The crash test runs `CAIRN_CRASH_CYCLES` cycles (default 4; the long variant in
-//! docs/BENCHMARKS.md uses 200).
+//! docs/BENCHMARKS.md uses 200); `CAIRN_CRASH_DIRECT_IO=1` mounts with `journal_direct_io`.
 
 mod common;
 
@@ -327,6 +327,13 @@ fn kill_9_never_loses_an_fsynced_byte() {
         .unwrap_or(0x5eed);
     let server = S3Server::start();
     let cache = TempDir::new("w-crash");
+    let direct = std::env::var("CAIRN_CRASH_DIRECT_IO").is_ok_and(|v| v == "1");
+    let conf_dir = TempDir::new("w-crash-conf");
+    let config = conf_dir.join("cairn.toml");
+    fs::write(&config, format!("journal_direct_io = {direct}\n")).unwrap();
+    let config_arg = config.to_str().unwrap().to_string();
+    let args = ["--flush-delay", "100ms", "--config", config_arg.as_str()];
+    eprintln!("crash test: seed {seed}, journal_direct_io = {direct}");
     let mut rng = SplitMix64::new(seed);
     let mut model = Model::new();
     let mut counter = 0u64;
@@ -334,7 +341,7 @@ fn kill_9_never_loses_an_fsynced_byte() {
     let started = Instant::now();
     for cycle in 0..cycles {
         // Short quiet period: uploads run while we write, so the kill also interrupts them.
-        let mut m = mount(&server, cache.path(), &["--flush-delay", "100ms"]);
+        let mut m = mount(&server, cache.path(), &args);
         check_view(m.path(), &model, &format!("cycle {cycle} start"));
         let ops = 5 + rng.below(25);
         for _ in 0..ops {
@@ -373,7 +380,7 @@ fn kill_9_never_loses_an_fsynced_byte() {
         drop(m);
     }
     // Restart once more, drain, and check the bucket with an independent client.
-    let m = mount(&server, cache.path(), &["--flush-delay", "100ms"]);
+    let m = mount(&server, cache.path(), &args);
     check_view(m.path(), &model, "after the last restart");
     flush(m.path());
     let got = server.hashes("");

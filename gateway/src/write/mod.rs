@@ -44,6 +44,10 @@ pub struct WriteConfig {
     pub part_size: u64,
     /// Parts (and small files) uploaded at once.
     pub upload_concurrency: usize,
+    /// Write journal records of 256 KiB and more with `O_DIRECT` (bypassing the page cache:
+    /// checkpoint writes run at disk speed instead of page-cache-copy speed). Off by default
+    /// until the long kill -9 run passes with it (docs/BENCHMARKS.md, crash test).
+    pub direct_io: bool,
 }
 
 impl WriteConfig {
@@ -61,6 +65,7 @@ impl WriteConfig {
             max_dirty_bytes: max_dirty,
             part_size: 16 << 20,
             upload_concurrency: 4,
+            direct_io: false,
         }
     }
 }
@@ -185,10 +190,9 @@ impl WriteBack {
         })?;
         let (journal, replay) = Journal::open(JournalConfig {
             segment_bytes: cfg.segment_bytes,
-            // Direct-I/O records stay off on mounts until a 200-cycle kill -9 run passes with
-            // them: the first such run (2026-11-23) lost fsynced bytes at cycle 180, cause not
-            // yet known (docs/BENCHMARKS.md, crash test).
-            direct_io_min_bytes: None,
+            direct_io_min_bytes: cfg
+                .direct_io
+                .then_some(cairn_journal::DEFAULT_DIRECT_IO_MIN_BYTES),
             ..JournalConfig::new(cfg.journal_dir.clone())
         })
         .map_err(|e| format!("journal {}: {e}", cfg.journal_dir.display()))?;
