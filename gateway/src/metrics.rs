@@ -14,6 +14,8 @@ pub struct Metrics {
     pub lookup_from_listing: IntCounter,
     /// Lookups answered from the negative cache.
     pub negative_hits: IntCounter,
+    /// Store answers dropped because this mount changed the object while they were in flight.
+    pub stale_answers: IntCounter,
     /// Full directory listings fetched from the store.
     pub listings: IntCounter,
     /// Ranged GET requests sent for file data.
@@ -84,6 +86,10 @@ impl Metrics {
         let negative_hits = c(
             "namespace_negative_hits_total",
             "Lookups answered from the negative cache",
+        );
+        let stale_answers = c(
+            "namespace_stale_answers_total",
+            "Metadata answers dropped because this mount changed the object while they were in flight",
         );
         let listings = c("namespace_listings_total", "Directory listings fetched");
         let get_requests = c("store_get_requests_total", "Ranged GETs for file data");
@@ -185,6 +191,7 @@ impl Metrics {
             invalid_keys,
             lookup_from_listing,
             negative_hits,
+            stale_answers,
             listings,
             get_requests,
             get_bytes,

@@ -132,6 +132,11 @@ struct InodeState {
     mtime: SystemTime,
     etag: Option<Arc<str>>,
     validated: Instant,
+    /// Since when the mount knows better than any store answer to a request sent earlier: the
+    /// send time of the request whose answer is held, or the moment this mount itself changed
+    /// the object (upload, delete, rename). An answer to an older request is stale and never
+    /// replaces it (it may describe the object from before our own change).
+    known_since: Option<Instant>,
 }
 
 /// Cache lifetimes of the namespace.
@@ -197,6 +202,7 @@ impl Namespace {
                 mtime: now,
                 etag: None,
                 validated: Instant::now(),
+                known_since: None,
             }),
         });
         let mut inodes = HashMap::new();
@@ -336,6 +342,50 @@ impl Namespace {
 
     /// Returns the inode for (path, kind), creating it on first sight, and records `seen`.
     fn intern(&self, path: &str, kind: NodeKind, seen: Option<&ObjectInfo>) -> NodeAttr {
+        let (ino, node) = self.node_at(path, kind);
+        if let Some(info) = seen {
+            let mut st = node.state.lock().unwrap();
+            Self::apply_info(&mut st, info);
+            st.known_since = Some(Instant::now());
+        } else if kind == NodeKind::Dir {
+            node.state.lock().unwrap().validated = Instant::now();
+        }
+        self.attr_of(ino, &node)
+    }
+
+    /// Records what the store answered about the file at `path` to a request sent at `asked`.
+    /// `Err` (with the attributes kept) when the mount has learned something newer since the
+    /// request left, e.g. its own upload finished while the answer was in flight: the answer
+    /// may describe the previous version and is dropped.
+    fn intern_answer(
+        &self,
+        path: &str,
+        info: &ObjectInfo,
+        asked: Instant,
+    ) -> Result<NodeAttr, NodeAttr> {
+        let (ino, node) = self.node_at(path, NodeKind::File);
+        {
+            let mut st = node.state.lock().unwrap();
+            if st.known_since.is_some_and(|k| k > asked) {
+                drop(st);
+                self.metrics.stale_answers.inc();
+                return Err(self.attr_of(ino, &node));
+            }
+            Self::apply_info(&mut st, info);
+            st.known_since = Some(asked);
+        }
+        Ok(self.attr_of(ino, &node))
+    }
+
+    fn apply_info(st: &mut InodeState, info: &ObjectInfo) {
+        st.size = info.size;
+        st.mtime = info.last_modified;
+        st.etag = Some(Arc::from(version_token(info).as_str()));
+        st.validated = Instant::now();
+    }
+
+    /// The inode at (`path`, `kind`), created on first sight.
+    fn node_at(&self, path: &str, kind: NodeKind) -> (Ino, Arc<Inode>) {
         let key = (Arc::<str>::from(path), kind);
         let mut by_path = self.by_path.lock().unwrap();
         let (ino, node) = match by_path.get(&key) {
@@ -350,6 +400,7 @@ impl Namespace {
                         mtime: self.mount_time,
                         etag: None,
                         validated: Instant::now(),
+                        known_since: None,
                     }),
                 });
                 self.inodes.lock().unwrap().insert(ino, node.clone());
@@ -357,17 +408,7 @@ impl Namespace {
                 (ino, node)
             }
         };
-        drop(by_path);
-        if let Some(info) = seen {
-            let mut st = node.state.lock().unwrap();
-            st.size = info.size;
-            st.mtime = info.last_modified;
-            st.etag = Some(Arc::from(version_token(info).as_str()));
-            st.validated = Instant::now();
-        } else if kind == NodeKind::Dir {
-            node.state.lock().unwrap().validated = Instant::now();
-        }
-        self.attr_of(ino, &node)
+        (ino, node)
     }
 
     fn warn_key(&self, key: &str, why: &str) {
@@ -446,78 +487,88 @@ impl Namespace {
                 .map(|e| e.attr.clone())
                 .ok_or(FsError::NotFound);
         }
-        let generation = self.generation.load(Ordering::SeqCst);
-        let neg_key = (parent, name.to_string());
-        if let Some(&exp) = self.negative.lock().unwrap().get(&neg_key) {
-            if exp > Instant::now() {
-                self.metrics.negative_hits.inc();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let generation = self.generation.load(Ordering::SeqCst);
+            let neg_key = (parent, name.to_string());
+            if let Some(&exp) = self.negative.lock().unwrap().get(&neg_key) {
+                if exp > Instant::now() {
+                    self.metrics.negative_hits.inc();
+                    return Err(FsError::NotFound);
+                }
+            }
+            let file_key = self.file_key(&path);
+            let dir_prefix = self.dir_prefix(&path);
+            let asked = Instant::now();
+            let (head, list) = tokio::join!(
+                self.store.head(&file_key),
+                self.store.list(&dir_prefix, None, Some(1))
+            );
+            // The store is down: answer from the last listing of the parent, or from what we
+            // know of this very name (writes go on; uploads wait in the journal).
+            let outage = [&head.as_ref().err(), &list.as_ref().err()]
+                .into_iter()
+                .flatten()
+                .find(|e| Self::unreachable(e))
+                .map(|e| e.to_string());
+            if let Some(err) = outage {
+                let e = StoreError::Transient(err);
+                if let Some(l) = self.last_listing(parent) {
+                    self.warn_outage("names are resolved", &e);
+                    return l.get(name).map(|e| e.attr.clone()).ok_or(FsError::NotFound);
+                }
+                let known = {
+                    let by_path = self.by_path.lock().unwrap();
+                    [NodeKind::Dir, NodeKind::File]
+                        .into_iter()
+                        .find_map(|k| by_path.get(&(Arc::<str>::from(path.as_str()), k)).copied())
+                };
+                if let Some(ino) = known {
+                    self.warn_outage("names are resolved", &e);
+                    let node = self.inode(ino)?;
+                    return Ok(self.attr_of(ino, &node));
+                }
+                return Err(FsError::from_store(e, &file_key));
+            }
+            let is_dir = match list {
+                Ok(p) => !p.objects.is_empty() || !p.prefixes.is_empty(),
+                Err(StoreError::NotFound(_)) => false,
+                Err(e) => return Err(FsError::from_store(e, &dir_prefix)),
+            };
+            let file = match head {
+                Ok(info) => Some(info),
+                Err(StoreError::NotFound(_)) | Err(StoreError::InvalidKey(_)) => None,
+                Err(e) => return Err(FsError::from_store(e, &file_key)),
+            };
+            if is_dir {
+                if file.is_some() {
+                    self.warn_key(
+                        &file_key,
+                        "the key is also a directory prefix; the directory is shown",
+                    );
+                }
+                return Ok(self.intern(&path, NodeKind::Dir, None));
+            }
+            if let Some(info) = file {
+                match self.intern_answer(&path, &info, asked) {
+                    Ok(a) => return Ok(a),
+                    // This mount changed the object while the answer was in flight: ask again.
+                    Err(newer) if attempt >= 4 => return Ok(newer),
+                    Err(_) => continue,
+                }
+            }
+            if self.generation.load(Ordering::SeqCst) != generation {
+                // Something changed while we asked: a miss seen now may already be stale.
                 return Err(FsError::NotFound);
             }
-        }
-        let file_key = self.file_key(&path);
-        let dir_prefix = self.dir_prefix(&path);
-        let (head, list) = tokio::join!(
-            self.store.head(&file_key),
-            self.store.list(&dir_prefix, None, Some(1))
-        );
-        // The store is down: answer from the last listing of the parent, or from what we
-        // know of this very name (writes go on; uploads wait in the journal).
-        let outage = [&head.as_ref().err(), &list.as_ref().err()]
-            .into_iter()
-            .flatten()
-            .find(|e| Self::unreachable(e))
-            .map(|e| e.to_string());
-        if let Some(err) = outage {
-            let e = StoreError::Transient(err);
-            if let Some(l) = self.last_listing(parent) {
-                self.warn_outage("names are resolved", &e);
-                return l.get(name).map(|e| e.attr.clone()).ok_or(FsError::NotFound);
+            let mut neg = self.negative.lock().unwrap();
+            if neg.len() >= self.cfg.negative_capacity {
+                neg.clear();
             }
-            let known = {
-                let by_path = self.by_path.lock().unwrap();
-                [NodeKind::Dir, NodeKind::File]
-                    .into_iter()
-                    .find_map(|k| by_path.get(&(Arc::<str>::from(path.as_str()), k)).copied())
-            };
-            if let Some(ino) = known {
-                self.warn_outage("names are resolved", &e);
-                let node = self.inode(ino)?;
-                return Ok(self.attr_of(ino, &node));
-            }
-            return Err(FsError::from_store(e, &file_key));
-        }
-        let is_dir = match list {
-            Ok(p) => !p.objects.is_empty() || !p.prefixes.is_empty(),
-            Err(StoreError::NotFound(_)) => false,
-            Err(e) => return Err(FsError::from_store(e, &dir_prefix)),
-        };
-        let file = match head {
-            Ok(info) => Some(info),
-            Err(StoreError::NotFound(_)) | Err(StoreError::InvalidKey(_)) => None,
-            Err(e) => return Err(FsError::from_store(e, &file_key)),
-        };
-        if is_dir {
-            if file.is_some() {
-                self.warn_key(
-                    &file_key,
-                    "the key is also a directory prefix; the directory is shown",
-                );
-            }
-            return Ok(self.intern(&path, NodeKind::Dir, None));
-        }
-        if let Some(info) = file {
-            return Ok(self.intern(&path, NodeKind::File, Some(&info)));
-        }
-        if self.generation.load(Ordering::SeqCst) != generation {
-            // Something changed while we asked: a miss seen now may already be stale.
+            neg.insert(neg_key, Instant::now() + self.cfg.negative_ttl);
             return Err(FsError::NotFound);
         }
-        let mut neg = self.negative.lock().unwrap();
-        if neg.len() >= self.cfg.negative_capacity {
-            neg.clear();
-        }
-        neg.insert(neg_key, Instant::now() + self.cfg.negative_ttl);
-        Err(FsError::NotFound)
     }
 
     /// Attributes of `ino`, revalidating a file with HEAD once its TTL has passed.
@@ -544,16 +595,27 @@ impl Namespace {
         }
         let stale = node.state.lock().unwrap().validated.elapsed() >= self.cfg.metadata_ttl;
         if node.kind == NodeKind::File && stale {
-            let key = self.file_key(&node.path());
-            let info = match self.store.head(&key).await {
-                Ok(info) => info,
-                Err(e) if Self::unreachable(&e) => {
-                    self.warn_outage("attributes are served", &e);
-                    return Ok(self.attr_of(ino, &node));
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let path = node.path();
+                let key = self.file_key(&path);
+                let asked = Instant::now();
+                let info = match self.store.head(&key).await {
+                    Ok(info) => info,
+                    Err(e) if Self::unreachable(&e) => {
+                        self.warn_outage("attributes are served", &e);
+                        return Ok(self.attr_of(ino, &node));
+                    }
+                    Err(e) => return Err(FsError::from_store(e, &key)),
+                };
+                match self.intern_answer(&path, &info, asked) {
+                    Ok(a) => return Ok(a),
+                    // Changed by this mount while the HEAD was in flight: ask again.
+                    Err(newer) if attempt >= 4 => return Ok(newer),
+                    Err(_) => continue,
                 }
-                Err(e) => return Err(FsError::from_store(e, &key)),
-            };
-            return Ok(self.intern(&node.path(), NodeKind::File, Some(&info)));
+            }
         }
         Ok(self.attr_of(ino, &node))
     }
@@ -653,6 +715,7 @@ impl Namespace {
 
     async fn list_bucket_dir(&self, ino: Ino, dir: &Inode) -> FsResult<Arc<DirListing>> {
         let generation = self.generation.load(Ordering::SeqCst);
+        let asked = Instant::now();
         let dir_path = dir.path();
         let prefix = self.dir_prefix(&dir_path);
         let mut files: Vec<ObjectInfo> = Vec::new();
@@ -707,7 +770,10 @@ impl Namespace {
                 );
                 continue;
             }
-            let attr = self.intern(&join(&dir_path, name), NodeKind::File, Some(&o));
+            // A file this mount changed while the listing was in flight keeps what it knows.
+            let attr = self
+                .intern_answer(&join(&dir_path, name), &o, asked)
+                .unwrap_or_else(|newer| newer);
             entries.push(DirEntry {
                 name: name.to_string(),
                 attr,
@@ -769,6 +835,8 @@ impl Namespace {
                     let mut st = node.state.lock().unwrap();
                     let stale = self.cfg.metadata_ttl + Duration::from_secs(1);
                     st.validated = Instant::now().checked_sub(stale).unwrap_or(st.validated);
+                    // Answers to requests sent before this change are out of date.
+                    st.known_since = Some(Instant::now());
                 }
             }
         }
