@@ -292,7 +292,8 @@ fn check_view(mnt: &Path, model: &Model, when: &str) {
             .and_then(|s| s.strip_suffix(".bin"))
         {
             let n: u64 = n.parse().unwrap();
-            let data = fs::read(e.path()).unwrap();
+            let data = fs::read(e.path())
+                .unwrap_or_else(|err| panic!("{when}: {name} is listed but cannot be read: {err}"));
             for (i, b) in data.iter().enumerate() {
                 assert!(
                     *b == scratch_byte(n, i) || *b == 0,
@@ -301,7 +302,9 @@ fn check_view(mnt: &Path, model: &Model, when: &str) {
             }
             continue;
         }
-        seen.insert(name, fs::read(e.path()).unwrap());
+        let data = fs::read(e.path())
+            .unwrap_or_else(|err| panic!("{when}: {name} is listed but cannot be read: {err}"));
+        seen.insert(name, data);
     }
     let summary = |m: &Model| -> BTreeMap<String, (usize, String)> {
         m.iter()

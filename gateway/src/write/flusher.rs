@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::extents::{ExtentMap, Piece};
+use super::key_locks::KeyLocks;
 use super::records::{FileId, Meta, UploadCondition};
 use super::state::PathState;
 use super::WriteBack;
@@ -54,6 +55,8 @@ pub struct Flusher {
     started: Instant,
     backoff: std::sync::Mutex<HashMap<Work, Backoff>>,
     last_checkpoint: std::sync::Mutex<Instant>,
+    /// Uploads and deletes of one key run one at a time (in the order they took the lock).
+    key_locks: KeyLocks,
 }
 
 /// Outcome of one item.
@@ -81,6 +84,7 @@ impl Flusher {
             started: Instant::now(),
             backoff: std::sync::Mutex::new(HashMap::new()),
             last_checkpoint: std::sync::Mutex::new(Instant::now()),
+            key_locks: KeyLocks::default(),
         })
     }
 
@@ -368,6 +372,7 @@ impl Flusher {
     }
 
     async fn sync_path_locked(&self, path: &str) -> Done {
+        let _key = self.key_locks.lock(&self.key(path)).await;
         let Some(state) = self.wb.with_state(|st| st.paths.get(path).cloned()) else {
             return Done::Ok;
         };
@@ -440,13 +445,21 @@ impl Flusher {
     /// upload and was adopted (try again), `Err(false)` never happens with `adopt` false.
     async fn upload_once(&self, fid: FileId, adopt: bool) -> Result<Done, bool> {
         let _g = self.wb.bucket_lock.read().await;
+        let Some(first_path) = self.owned_path(fid) else {
+            return Ok(Done::Ok);
+        };
+        let key = self.key(&first_path);
+        // A file renamed over this one, or an older upload of it, may be writing the key.
+        let _key = self.key_locks.lock(&key).await;
         let snap = self.wb.with_state(|st| {
             let f = st.files.get(&fid)?;
-            if !f.is_dirty() {
+            if !f.is_dirty() || f.path.as_deref() != Some(first_path.as_str()) {
+                // Uploaded meanwhile, or renamed while waiting for the key (the next round
+                // uploads it at its new name).
                 return None;
             }
             Some((
-                f.path.clone()?,
+                first_path.clone(),
                 f.size,
                 f.extents.clone(),
                 f.cond.clone(),
@@ -456,29 +469,50 @@ impl Flusher {
         let Some((path, size, extents, cond, lsn)) = snap else {
             return Ok(Done::Ok);
         };
-        let key = self.key(&path);
+        self.upload_snapshot(fid, adopt, &path, &key, size, &extents, cond, lsn)
+            .await
+    }
+
+    /// Puts one snapshot of file `fid` at `key` and journals the outcome (see `upload_once`).
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_snapshot(
+        &self,
+        fid: FileId,
+        adopt: bool,
+        path: &str,
+        key: &str,
+        size: u64,
+        extents: &ExtentMap,
+        cond: UploadCondition,
+        lsn: u64,
+    ) -> Result<Done, bool> {
         let put_cond = match &cond {
             UploadCondition::Any => PutCondition::None,
             UploadCondition::Absent => PutCondition::IfNoneMatch,
             UploadCondition::Unchanged(e) => PutCondition::IfMatch(e.clone()),
         };
-        let result = self.put_snapshot(fid, &key, &extents, size, put_cond).await;
+        let result = self
+            .put_snapshot(Some((fid, path)), key, extents, size, put_cond)
+            .await;
         let info = match result {
-            Ok(info) => info,
+            Ok(Some(info)) => info,
+            // Renamed or removed before its request left: nothing was sent; a later round
+            // uploads what is left at its current name.
+            Ok(None) => return Ok(Done::Ok),
             Err(StoreError::Precondition(m)) => {
-                match self.already_there(&key, &extents, size).await {
+                match self.already_there(key, extents, size).await {
                     // An earlier attempt of this very upload landed (the daemon died before it
                     // could journal that): nothing changed under us.
                     Ok(Some(info)) => info,
                     Ok(None) => {
                         if adopt {
-                            match self.own_earlier_upload(fid, &key).await {
+                            match self.own_earlier_upload(fid, key).await {
                                 Ok(true) => return Err(true),
                                 Ok(false) => {}
                                 Err(e) => return Ok(Done::Retry(e)),
                             }
                         }
-                        return Ok(self.conflict(fid, &path, &extents, size, &m).await);
+                        return Ok(self.conflict(fid, path, extents, size, &m).await);
                     }
                     Err(e) => return Ok(Done::Retry(e)),
                 }
@@ -494,11 +528,11 @@ impl Flusher {
             .unwrap()
             .push_back((Instant::now(), size));
         self.wb.stats().uploads.fetch_add(1, Ordering::Relaxed);
-        (self.on_change)(&path, Some(&info));
+        (self.on_change)(path, Some(&info));
         if let Err(e) = self.wb.record(Meta::Uploaded {
             fid,
             upto_lsn: lsn,
-            key: path.clone(),
+            key: path.to_string(),
             etag: info.etag.clone(),
             size,
         }) {
@@ -540,6 +574,16 @@ impl Flusher {
         Ok(true)
     }
 
+    /// The path of file `fid` while it is dirty and has one.
+    fn owned_path(&self, fid: FileId) -> Option<String> {
+        self.wb.with_state(|st| {
+            st.files
+                .get(&fid)
+                .filter(|f| f.is_dirty())
+                .and_then(|f| f.path.clone())
+        })
+    }
+
     async fn conflict(
         &self,
         fid: FileId,
@@ -548,6 +592,12 @@ impl Flusher {
         size: u64,
         why: &str,
     ) -> Done {
+        if self.owned_path(fid).as_deref() != Some(path) {
+            // Unlinked, replaced or renamed since the snapshot: nobody wants this version at
+            // `path` any more, so there is nothing to keep as a conflict copy. What is left of
+            // the file (if anything) is uploaded at its current name by a later round.
+            return Done::Ok;
+        }
         let secs = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -555,7 +605,7 @@ impl Flusher {
         let conflict_path = format!("{path}.cairn-conflict-{secs}-{fid}");
         let key = self.key(&conflict_path);
         if let Err(e) = self
-            .put_snapshot(0, &key, extents, size, PutCondition::None)
+            .put_snapshot(None, &key, extents, size, PutCondition::None)
             .await
         {
             return Done::Retry(e);
@@ -578,29 +628,29 @@ impl Flusher {
         Done::Ok
     }
 
-    /// Writes the bytes described by `extents` (holes as zeros) to `key`. For a single-part
-    /// upload of file `fid` the expected ETag is journaled (durably) first.
+    /// Writes the bytes described by `extents` (holes as zeros) to `key`. For an upload of a
+    /// file (`owner`: its id and the path it is uploaded as) the start is journaled (durably)
+    /// first, with the expected ETag when it is known, and only if the file still has that
+    /// path: `Ok(None)` when it was renamed or removed meanwhile (nothing is sent). The record
+    /// is what makes a later rename or unlink delete whatever this upload leaves at `key`, live
+    /// and after a restart alike.
     async fn put_snapshot(
         &self,
-        fid: FileId,
+        owner: Option<(FileId, &str)>,
         key: &str,
         extents: &ExtentMap,
         size: u64,
         cond: PutCondition,
-    ) -> Result<ObjectInfo, StoreError> {
+    ) -> Result<Option<ObjectInfo>, StoreError> {
         let part = self.wb.config().part_size.max(5 << 20);
         if size <= part {
             let body = self.read_snapshot(extents, 0, size).await?;
-            if fid != 0 {
+            if let Some((fid, path)) = owner {
                 use md5::Digest;
                 let etag = format!("\"{:x}\"", md5::Md5::digest(&body));
-                self.wb
-                    .record(Meta::UploadStarted { fid, etag })
-                    .map_err(|e| StoreError::Other(e.to_string()))?;
-                self.wb
-                    .sync()
-                    .await
-                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                if !self.begin_upload(fid, path, etag).await? {
+                    return Ok(None);
+                }
             }
             return match self.store.put(key, body.clone(), cond.clone()).await {
                 Err(StoreError::Unsupported(_)) => {
@@ -609,23 +659,17 @@ impl Flusher {
                     self.store.put(key, body, PutCondition::None).await
                 }
                 other => other,
-            };
+            }
+            .map(Some);
         }
         // Multipart uploads carry no condition here: check first (a race window remains).
         self.check_condition(key, &cond).await?;
-        if fid != 0 {
+        if let Some((fid, path)) = owner {
             // The ETag of a multipart upload is not known in advance; the record still says
             // an object may exist once this starts.
-            self.wb
-                .record(Meta::UploadStarted {
-                    fid,
-                    etag: String::new(),
-                })
-                .map_err(|e| StoreError::Other(e.to_string()))?;
-            self.wb
-                .sync()
-                .await
-                .map_err(|e| StoreError::Other(e.to_string()))?;
+            if !self.begin_upload(fid, path, String::new()).await? {
+                return Ok(None);
+            }
         }
         let mut up = self.store.put_multipart(key).await?;
         let mut offset = 0;
@@ -644,7 +688,29 @@ impl Flusher {
             }
             offset += n;
         }
-        up.complete().await
+        up.complete().await.map(Some)
+    }
+
+    /// Journals (and syncs) the start of an upload of `fid` as `path`, unless the file no
+    /// longer has that path; false then.
+    async fn begin_upload(
+        &self,
+        fid: FileId,
+        path: &str,
+        etag: String,
+    ) -> Result<bool, StoreError> {
+        if !self
+            .wb
+            .record_upload_started(fid, path, etag)
+            .map_err(|e| StoreError::Other(e.to_string()))?
+        {
+            return Ok(false);
+        }
+        self.wb
+            .sync()
+            .await
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        Ok(true)
     }
 
     /// The object at `key` if it already holds exactly the bytes of `extents` (compared part by

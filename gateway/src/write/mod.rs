@@ -12,6 +12,7 @@
 
 pub mod extents;
 pub mod flusher;
+mod key_locks;
 pub mod records;
 pub mod state;
 
@@ -295,6 +296,22 @@ impl WriteBack {
             .map_err(journal_err)?;
         st.apply_meta(pos.lsn, &m);
         Ok(pos.lsn)
+    }
+
+    /// Journals `Meta::UploadStarted` for `fid` if the file still has `path` (checked under the
+    /// same lock a rename takes, so no rename can slip in between); false when it moved.
+    pub(crate) fn record_upload_started(
+        &self,
+        fid: FileId,
+        path: &str,
+        etag: String,
+    ) -> FsResult<bool> {
+        let mut st = self.state.lock().unwrap();
+        if st.files.get(&fid).and_then(|f| f.path.as_deref()) != Some(path) {
+            return Ok(false);
+        }
+        self.append_meta_locked(&mut st, Meta::UploadStarted { fid, etag })?;
+        Ok(true)
     }
 
     /// Journals and applies one namespace or flusher record.
