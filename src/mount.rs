@@ -222,7 +222,9 @@ fn settings(args: &MountArgs) -> Result<Settings> {
             if let Some(s) = args.max_dirty.as_ref().or(file.max_dirty.as_ref()) {
                 w.max_dirty_bytes = parse_size(s).context("--max-dirty")?;
             }
-            w.direct_io = file.journal_direct_io.unwrap_or(false);
+            if let Some(on) = file.journal_direct_io {
+                w.direct_io = on;
+            }
             Some(w)
         }
     };

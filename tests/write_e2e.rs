@@ -4,7 +4,8 @@
 //! a full journal disk gives ENOSPC without corrupting anything.
 //!
 //! The crash test runs `CAIRN_CRASH_CYCLES` cycles (default 4; the long variant in
-//! docs/BENCHMARKS.md uses 200); `CAIRN_CRASH_DIRECT_IO=1` mounts with `journal_direct_io`.
+//! docs/BENCHMARKS.md uses 200); `CAIRN_CRASH_DIRECT_IO=0` mounts with `journal_direct_io = false`
+//! (the default, direct-I/O records on, otherwise).
 
 mod common;
 
@@ -330,7 +331,7 @@ fn kill_9_never_loses_an_fsynced_byte() {
         .unwrap_or(0x5eed);
     let server = S3Server::start();
     let cache = TempDir::new("w-crash");
-    let direct = std::env::var("CAIRN_CRASH_DIRECT_IO").is_ok_and(|v| v == "1");
+    let direct = std::env::var("CAIRN_CRASH_DIRECT_IO").as_deref() != Ok("0");
     let conf_dir = TempDir::new("w-crash-conf");
     let config = conf_dir.join("cairn.toml");
     fs::write(&config, format!("journal_direct_io = {direct}\n")).unwrap();

@@ -46,8 +46,8 @@ pub struct WriteConfig {
     /// Parts (and small files) uploaded at once.
     pub upload_concurrency: usize,
     /// Write journal records of 256 KiB and more with `O_DIRECT` (bypassing the page cache:
-    /// checkpoint writes run at disk speed instead of page-cache-copy speed). Off by default
-    /// until the long kill -9 run passes with it (docs/BENCHMARKS.md, crash test).
+    /// checkpoint writes run at disk speed instead of page-cache-copy speed). On by default;
+    /// file systems without `O_DIRECT` fall back to buffered writes by themselves.
     pub direct_io: bool,
 }
 
@@ -66,7 +66,7 @@ impl WriteConfig {
             max_dirty_bytes: max_dirty,
             part_size: 16 << 20,
             upload_concurrency: 4,
-            direct_io: false,
+            direct_io: true,
         }
     }
 }
