@@ -3,80 +3,18 @@
 //! cached, so the mount showed (and served) the previous version, and the next overwrite was
 //! uploaded with a stale condition and stored as a false conflict copy.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_gateway::gateway::{Gateway, GatewayConfig};
 use cairn_gateway::namespace::ROOT_INO;
-use cairn_gateway::store::{
-    collect_stream, BlobStore, ByteStream, ListPage, MultipartWriter, ObjectInfo, ObjectStoreBlob,
-    PutCondition, StoreResult,
-};
+use cairn_gateway::store::{collect_stream, BlobStore, PutCondition};
 use cairn_gateway::write::WriteConfig;
+use common::{read_all, HeldHead, TestStore};
 use tokio::sync::Notify;
-
-/// One HEAD of a key that gets its answer from the store at once and then holds it until
-/// released, like a response delayed in flight: (key, answered, release).
-#[derive(Debug)]
-struct HeldHead(String, Arc<Notify>, Arc<Notify>);
-
-/// The in-memory store, with an optional held HEAD.
-#[derive(Debug)]
-struct Store {
-    inner: ObjectStoreBlob,
-    hold: Mutex<Option<HeldHead>>,
-}
-
-#[async_trait::async_trait]
-impl BlobStore for Store {
-    async fn list(
-        &self,
-        prefix: &str,
-        token: Option<String>,
-        max: Option<usize>,
-    ) -> StoreResult<ListPage> {
-        self.inner.list(prefix, token, max).await
-    }
-    async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
-        let held = {
-            let mut h = self.hold.lock().unwrap();
-            match &*h {
-                Some(HeldHead(k, _, _)) if k == key => h.take(),
-                _ => None,
-            }
-        };
-        let answer = self.inner.head(key).await;
-        if let Some(HeldHead(_, answered, release)) = held {
-            answered.notify_one();
-            release.notified().await;
-        }
-        answer
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-        if_match: Option<&str>,
-    ) -> StoreResult<ByteStream> {
-        self.inner.get_range(key, range, if_match).await
-    }
-    async fn put(&self, key: &str, data: Bytes, cond: PutCondition) -> StoreResult<ObjectInfo> {
-        self.inner.put(key, data, cond).await
-    }
-    async fn put_multipart(&self, key: &str) -> StoreResult<Box<dyn MultipartWriter>> {
-        self.inner.put_multipart(key).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn copy(&self, from: &str, to: &str) -> StoreResult<()> {
-        self.inner.copy(from, to).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
 
 fn config(journal: &std::path::Path) -> GatewayConfig {
     let mut w = WriteConfig::new(journal.to_path_buf());
@@ -119,33 +57,10 @@ async fn overwrite(gw: &Gateway, name: &str, ino: Option<u64>, data: &[u8]) {
     panic!("{name} is still local after its upload");
 }
 
-async fn read_all(gw: &Gateway, ino: u64) -> Vec<u8> {
-    let opened = gw.open(ino, false, false).await.expect("open");
-    let mut out = Vec::new();
-    loop {
-        let b = gw
-            .read(opened.fh, out.len() as u64, 1 << 20)
-            .await
-            .expect("read");
-        if b.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&b);
-    }
-    gw.release(opened.fh);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_answered_after_our_upload_does_not_bring_back_the_old_version() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store {
-        inner: ObjectStoreBlob::from_store(
-            Arc::new(object_store::memory::InMemory::new()),
-            "memory",
-        ),
-        hold: Mutex::new(None),
-    });
+    let store = Arc::new(TestStore::new(None));
     let v1 = vec![1u8; 150_000];
     let v2 = vec![2u8; 168_000];
     let v3 = vec![3u8; 99_000];
@@ -157,7 +72,11 @@ async fn a_lookup_answered_after_our_upload_does_not_bring_back_the_old_version(
 
     // A lookup whose HEAD sees v1 and is answered late.
     let (answered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    *store.hold.lock().unwrap() = Some(HeldHead("p.bin".into(), answered.clone(), release.clone()));
+    store.hold_next_head(HeldHead {
+        key: "p.bin".into(),
+        answered: answered.clone(),
+        release: release.clone(),
+    });
     let slow = {
         let gw = gw.clone();
         tokio::spawn(async move { gw.lookup(ROOT_INO, "p.bin").await })

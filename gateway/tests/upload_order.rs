@@ -3,81 +3,17 @@
 //! false conflict copy appear). The store counts overlapping requests per key; the bucket must
 //! end up equal to the model.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use cairn_gateway::gateway::{Gateway, GatewayConfig};
 use cairn_gateway::namespace::ROOT_INO;
-use cairn_gateway::store::{
-    collect_stream, BlobStore, ByteStream, ListPage, MultipartWriter, ObjectInfo, ObjectStoreBlob,
-    PutCondition, StoreResult,
-};
+use cairn_gateway::store::{collect_stream, BlobStore};
 use cairn_gateway::write::WriteConfig;
-
-/// The in-memory store with slow writes that notes when two writes of one key overlap.
-#[derive(Debug)]
-struct SlowWrites {
-    inner: ObjectStoreBlob,
-    in_flight: Mutex<HashMap<String, u32>>,
-    overlaps: Mutex<Vec<String>>,
-}
-
-impl SlowWrites {
-    async fn writing<T>(&self, key: &str, f: impl std::future::Future<Output = T>) -> T {
-        {
-            let mut m = self.in_flight.lock().unwrap();
-            let n = m.entry(key.to_string()).or_default();
-            *n += 1;
-            if *n > 1 {
-                self.overlaps.lock().unwrap().push(key.to_string());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(8)).await;
-        let r = f.await;
-        *self.in_flight.lock().unwrap().get_mut(key).unwrap() -= 1;
-        r
-    }
-}
-
-#[async_trait::async_trait]
-impl BlobStore for SlowWrites {
-    async fn list(
-        &self,
-        prefix: &str,
-        token: Option<String>,
-        max: Option<usize>,
-    ) -> StoreResult<ListPage> {
-        self.inner.list(prefix, token, max).await
-    }
-    async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
-        self.inner.head(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-        if_match: Option<&str>,
-    ) -> StoreResult<ByteStream> {
-        self.inner.get_range(key, range, if_match).await
-    }
-    async fn put(&self, key: &str, data: Bytes, cond: PutCondition) -> StoreResult<ObjectInfo> {
-        self.writing(key, self.inner.put(key, data, cond)).await
-    }
-    async fn put_multipart(&self, key: &str) -> StoreResult<Box<dyn MultipartWriter>> {
-        self.inner.put_multipart(key).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.writing(key, self.inner.delete(key)).await
-    }
-    async fn copy(&self, from: &str, to: &str) -> StoreResult<()> {
-        self.writing(to, self.inner.copy(from, to)).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
+use common::TestStore;
 
 /// splitmix64.
 fn next(s: &mut u64) -> u64 {
@@ -96,14 +32,7 @@ async fn renames_over_files_being_uploaded_keep_the_newest_version() {
         .with_test_writer()
         .try_init();
     let tmp = tempfile::tempdir().unwrap();
-    let store = Arc::new(SlowWrites {
-        inner: ObjectStoreBlob::from_store(
-            Arc::new(object_store::memory::InMemory::new()),
-            "memory",
-        ),
-        in_flight: Mutex::new(HashMap::new()),
-        overlaps: Mutex::new(Vec::new()),
-    });
+    let store = Arc::new(TestStore::new(Some(Duration::from_millis(8))));
     let mut w = WriteConfig::new(tmp.path().join("journal"));
     w.flush_delay = Duration::from_millis(1);
     w.upload_concurrency = 4;
@@ -147,7 +76,7 @@ async fn renames_over_files_being_uploaded_keep_the_newest_version() {
         .flush_all(Duration::from_secs(60), |_, _| {})
         .await
         .expect("flush");
-    let overlaps = store.overlaps.lock().unwrap().clone();
+    let overlaps = store.overlaps();
     assert!(
         overlaps.is_empty(),
         "writes of one key overlapped {} times (first: {:?})",

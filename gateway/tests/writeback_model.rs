@@ -3,6 +3,8 @@
 //! checkpoints and segment reclamation happen, then a drain. The mount's view after every
 //! restart and the bucket after the final drain must equal a plain in-memory model.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -286,21 +288,7 @@ impl Harness {
 
     async fn read_all(&self, path: &str) -> Vec<u8> {
         let ino = self.file_ino(path).await;
-        let opened = self.gw.open(ino, false, false).await.expect("open");
-        let mut out = Vec::new();
-        loop {
-            let b = self
-                .gw
-                .read(opened.fh, out.len() as u64, 1 << 20)
-                .await
-                .expect("read");
-            if b.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&b);
-        }
-        self.gw.release(opened.fh);
-        out
+        common::read_all(&self.gw, ino).await
     }
 
     /// Every file under `dir` in the mount's view, recursively.

@@ -127,6 +127,10 @@ impl Inode {
     }
 }
 
+/// How often a lookup, revalidation or listing is sent again when its answer crossed a change
+/// this mount made meanwhile; after that the mount keeps what it knows.
+const MAX_ASKS: u32 = 4;
+
 struct InodeState {
     size: u64,
     mtime: SystemTime,
@@ -554,7 +558,7 @@ impl Namespace {
                 match self.intern_answer(&path, &info, asked) {
                     Ok(a) => return Ok(a),
                     // This mount changed the object while the answer was in flight: ask again.
-                    Err(newer) if attempt >= 4 => return Ok(newer),
+                    Err(newer) if attempt >= MAX_ASKS => return Ok(newer),
                     Err(_) => continue,
                 }
             }
@@ -612,7 +616,7 @@ impl Namespace {
                 match self.intern_answer(&path, &info, asked) {
                     Ok(a) => return Ok(a),
                     // Changed by this mount while the HEAD was in flight: ask again.
-                    Err(newer) if attempt >= 4 => return Ok(newer),
+                    Err(newer) if attempt >= MAX_ASKS => return Ok(newer),
                     Err(_) => continue,
                 }
             }
@@ -647,7 +651,7 @@ impl Namespace {
                 Err(e) => return Err(e),
             };
             attempts += 1;
-            if self.generation.load(Ordering::SeqCst) == generation || attempts >= 4 {
+            if self.generation.load(Ordering::SeqCst) == generation || attempts >= MAX_ASKS {
                 return Ok(self.merge_local(&dir.path(), base));
             }
         }
