@@ -35,6 +35,11 @@ pub struct Layout {
     pub source: Range<u64>,
     /// The units, in file order.
     pub extents: Vec<Range<u64>>,
+    /// Units per group when the units come in groups of equal structure, in file order (a
+    /// Parquet row group's column chunks: unit `i` is column `i % group` of row group
+    /// `i / group`); 0 when they do not. A reader that projects columns reads the same
+    /// positions of every group, which is what a prefetcher can learn.
+    pub group: usize,
 }
 
 /// What a prefetcher may know about the namespace beyond the access stream.

@@ -129,15 +129,46 @@ pub fn parquet_layout_detailed(
             })
         })
         .collect();
-    let mut extents: Vec<Range<u64>> = chunks.iter().map(|c| c.range.clone()).collect();
-    extents.sort_by_key(|e| (e.start, e.end));
+    let mut sorted: Vec<&ChunkInfo> = chunks.iter().collect();
+    sorted.sort_by_key(|c| (c.range.start, c.range.end));
+    let group = row_group_len(&sorted);
+    let extents: Vec<Range<u64>> = sorted.iter().map(|c| c.range.clone()).collect();
     Ok(ParquetLayout {
         layout: Layout {
             source: footer_start..file_size,
             extents,
+            group,
         },
         chunks,
     })
+}
+
+/// Chunks per row group when, in file order, every row group is one run of the same columns
+/// in the same order (what writers produce); 0 otherwise.
+fn row_group_len(sorted: &[&ChunkInfo]) -> usize {
+    let Some(first) = sorted.first() else {
+        return 0;
+    };
+    let g = sorted
+        .iter()
+        .take_while(|c| c.row_group == first.row_group)
+        .count();
+    if g == 0 || sorted.len() % g != 0 {
+        return 0;
+    }
+    let regular = sorted.chunks(g).enumerate().all(|(r, run)| {
+        let rg = run[0].row_group;
+        (r == 0 || rg != sorted[(r - 1) * g].row_group)
+            && run
+                .iter()
+                .zip(&sorted[..g])
+                .all(|(c, c0)| c.row_group == rg && c.column == c0.column)
+    });
+    if regular {
+        g
+    } else {
+        0
+    }
 }
 
 /// Drops a trailing `<u32 LE len> "PAR1"` when it describes the bytes before it. A

@@ -322,6 +322,8 @@ fn two_row_groups_three_columns() {
         );
         let size = f.len() as u64;
         assert_eq!(p.layout.source, size - 8 - meta.len() as u64..size);
+        // two row groups of the same three columns in the same order
+        assert_eq!(p.layout.group, 3, "noise={noise}");
     }
 }
 
@@ -379,6 +381,26 @@ fn extents_sorted_clipped_and_odd_chunks_dropped() {
         p.layout.extents,
         vec![10..100, 400..450, 1000..1100, 1050..1100]
     );
+    // one row group: its chunks are the group
+    assert_eq!(p.layout.group, 4);
+}
+
+#[test]
+fn row_groups_of_different_shape_have_no_group() {
+    // row group 0 has 3 columns, row group 1 only 2 (one chunk dropped): no regular groups
+    let rgs = vec![
+        vec![col(None, 4, 100), col(None, 104, 100), col(None, 204, 100)],
+        vec![col(None, 304, 100), col(None, 404, 100)],
+    ];
+    let f = file(&file_metadata(&rgs, false), 600);
+    assert_eq!(parse_file(&f).layout.group, 0);
+    // same counts, but row group 1 stores its columns in another order
+    let rgs = vec![
+        vec![col(None, 4, 100), col(None, 104, 100)],
+        vec![col(None, 304, 100), col(None, 204, 100)],
+    ];
+    let f = file(&file_metadata(&rgs, false), 600);
+    assert_eq!(parse_file(&f).layout.group, 0);
 }
 
 #[test]

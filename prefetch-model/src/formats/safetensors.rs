@@ -124,6 +124,7 @@ pub fn safetensors_layout_detailed(
         layout: Layout {
             source: 0..data_start,
             extents,
+            group: 0,
         },
         tensors,
     })

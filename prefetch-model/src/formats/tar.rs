@@ -205,6 +205,7 @@ pub fn tar_layout(bytes: &[u8], base_offset: u64, file_size: u64) -> Result<Layo
     Ok(Layout {
         source: base_offset..walked,
         extents,
+        group: 0,
     })
 }
 

@@ -40,6 +40,27 @@ pub const ARMS: [Arm; 5] = [
     },
 ];
 
+/// The best window score there is (everything covered, nothing wasted).
+pub const MAX_SCORE: f64 = 1.0;
+
+/// Optimistic value of an arm never played in a class: an upper bound of its window score,
+/// not infinity (scores are bounded). [`ARMS`] run from cautious to aggressive, each emitting a
+/// subset of what the next emits, so an arm covers at most what a more aggressive arm covered
+/// and its score is at most that coverage; with no such arm played, the bound is
+/// [`MAX_SCORE`]. The arm that emits nothing covers and wastes nothing: its score is known
+/// (0). So an arm already at the best score is kept, a cautious arm is tried only when the
+/// aggressive one wastes, and emitting nothing only once every emitting arm loses bytes (a
+/// window of nothing costs a sequential reader a miss per read).
+pub fn unplayed_value(arm: usize, plays: &[f64; ARMS.len()], cover: &[f64; ARMS.len()]) -> f64 {
+    if ARMS[arm].threshold > 1.0 {
+        return 0.0;
+    }
+    (arm + 1..ARMS.len())
+        .filter(|&j| plays[j] >= 0.05)
+        .map(|j| cover[j] / plays[j])
+        .fold(MAX_SCORE, f64::min)
+}
+
 /// Number of workload classes (format class × access shape).
 pub const CLASSES: usize = 10 * 5;
 
@@ -66,7 +87,7 @@ impl WindowStats {
             return 0.0;
         }
         let waste = (self.issued - self.covered).max(0.0);
-        ((self.covered - lambda * waste) / self.demand).clamp(-4.0, 1.0)
+        ((self.covered - lambda * waste) / self.demand).clamp(-4.0, MAX_SCORE)
     }
 }
 
@@ -78,6 +99,9 @@ struct ClassState {
     heur: WindowStats,
     reward: [f64; ARMS.len()],
     plays: [f64; ARMS.len()],
+    /// Discounted sum of the model's covered / demand per arm (an arm's coverage bounds the
+    /// score of every less aggressive arm).
+    cover: [f64; ARMS.len()],
     model_ema: Option<f64>,
     heur_ema: Option<f64>,
     fallback: bool,
@@ -93,6 +117,7 @@ impl Default for ClassState {
             heur: WindowStats::default(),
             reward: [0.0; ARMS.len()],
             plays: [0.0; ARMS.len()],
+            cover: [0.0; ARMS.len()],
             model_ema: None,
             heur_ema: None,
             fallback: false,
@@ -200,23 +225,31 @@ impl Control {
         }
         c.windows += 1;
         let ms = c.model.score(cfg.lambda);
+        let cover = (c.model.covered / c.model.demand).clamp(0.0, MAX_SCORE);
         let hs = c.heur.score(cfg.lambda);
         c.model = WindowStats::default();
         c.heur = WindowStats::default();
         for i in 0..ARMS.len() {
             c.reward[i] *= cfg.discount;
             c.plays[i] *= cfg.discount;
+            c.cover[i] *= cfg.discount;
         }
         c.reward[c.arm] += ms;
         c.plays[c.arm] += 1.0;
+        c.cover[c.arm] += cover;
         let total: f64 = c.plays.iter().sum::<f64>().max(1.0);
-        let mut best = (c.arm, f64::MIN);
-        for i in 0..ARMS.len() {
-            let v = if c.plays[i] < 0.05 {
-                f64::MAX / 2.0 - i as f64
+        let value = |i: usize| {
+            if c.plays[i] < 0.05 {
+                unplayed_value(i, &c.plays, &c.cover)
             } else {
                 c.reward[i] / c.plays[i] + cfg.explore * (total.ln().max(0.0) / c.plays[i]).sqrt()
-            };
+            }
+        };
+        // Ties keep the arm in force: an arm already scoring the best possible window is not
+        // left for exploration.
+        let mut best = (c.arm, value(c.arm));
+        for i in 0..ARMS.len() {
+            let v = value(i);
             if v > best.1 {
                 best = (i, v);
             }
@@ -302,6 +335,48 @@ mod tests {
             c.tick(class);
         }
         assert!(plays[3] > plays.iter().sum::<u32>() / 2, "{plays:?}");
+    }
+
+    #[test]
+    fn a_perfect_arm_is_kept_and_emitting_nothing_is_not_explored() {
+        let cfg = ControlConfig {
+            window: 1,
+            ..Default::default()
+        };
+        let mut c = Control::new(cfg);
+        let start = c.arm_index(4);
+        for _ in 0..300 {
+            // whatever arm: everything covered, nothing wasted
+            c.record(4, w(10.0, 10.0, 10.0), w(10.0, 10.0, 10.0));
+            c.tick(4);
+            assert_eq!(c.arm_index(4), start);
+        }
+        // a class covering 60% without waste: more aggressive arms are tried; a more
+        // cautious one cannot do better (it covers less), nor can the silent one
+        let mut seen = [false; ARMS.len()];
+        for _ in 0..50 {
+            seen[c.arm_index(5)] = true;
+            c.record(5, w(10.0, 6.0, 6.0), w(10.0, 6.0, 6.0));
+            c.tick(5);
+        }
+        assert!(!seen[0] && !seen[1], "{seen:?}");
+        assert!(seen[3] && seen[4], "{seen:?}");
+        // covering 60% while wasting: the cautious arm is worth a try
+        let mut seen = [false; ARMS.len()];
+        for _ in 0..50 {
+            seen[c.arm_index(6)] = true;
+            c.record(6, w(10.0, 6.0, 20.0), w(10.0, 6.0, 6.0));
+            c.tick(6);
+        }
+        assert!(!seen[0] && seen[1], "{seen:?}");
+        assert_eq!(unplayed_value(0, &[0.0; ARMS.len()], &[0.0; ARMS.len()]), 0.0);
+        // arm 1 emits a subset of arm 3: it cannot cover more than arm 3 covered
+        let mut plays = [0.0; ARMS.len()];
+        let mut cover = [0.0; ARMS.len()];
+        plays[3] = 2.0;
+        cover[3] = 1.2;
+        assert!((unplayed_value(1, &plays, &cover) - 0.6).abs() < 1e-9);
+        assert_eq!(unplayed_value(4, &plays, &cover), MAX_SCORE);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::projection::{Projection, ProjectionTable};
 use crate::prefetcher::{FileRef, Layout};
 use crate::trace::{FormatClass, TraceRecord};
 
@@ -123,6 +124,8 @@ pub struct HandleState {
     last_off: Option<u64>,
     considered: [u64; SEQ_DEPTHS],
     deltas: [i64; 8],
+    /// Length of the read each delta started from.
+    lens: [u64; 8],
     ndeltas: usize,
     stride_until: u64,
     stride_considered: [u64; STRIDE_DEPTHS],
@@ -131,6 +134,10 @@ pub struct HandleState {
     layout_next_until: Option<u32>,
     pattern_until: Option<u32>,
     shape: Shape,
+    /// Column projection of a grouped layout.
+    proj: Projection,
+    /// Sequential candidates end here (the end of a projected unit whose successor is not).
+    seq_limit: u64,
 }
 
 impl HandleState {
@@ -150,6 +157,7 @@ impl HandleState {
             last_off: None,
             considered: [0; SEQ_DEPTHS],
             deltas: [0; 8],
+            lens: [0; 8],
             ndeltas: 0,
             stride_until: 0,
             stride_considered: [0; STRIDE_DEPTHS],
@@ -158,6 +166,8 @@ impl HandleState {
             layout_next_until: None,
             pattern_until: None,
             shape: Shape::Fresh,
+            proj: Projection::default(),
+            seq_limit: u64::MAX,
         }
     }
 
@@ -182,6 +192,7 @@ impl HandleState {
         if let Some(last) = self.last_off {
             let d = offset as i64 - last as i64;
             self.deltas[self.ndeltas % 8] = d;
+            self.lens[self.ndeltas % 8] = self.last_len;
             self.ndeltas += 1;
         }
         if sequential {
@@ -215,6 +226,18 @@ impl HandleState {
         sequential
     }
 
+    /// Forgets what was emitted from `offset` on, if that lies ahead of the reader (the
+    /// blocks were evicted unused before it got there): the depth buckets propose it again.
+    pub fn rewind(&mut self, offset: u64) {
+        if offset < self.frontier || offset >= self.emitted_until {
+            return;
+        }
+        self.emitted_until = offset.max(self.emitted_from);
+        for c in &mut self.considered {
+            *c = (*c).min(offset);
+        }
+    }
+
     /// Sequential candidates past the frontier, one per depth bucket not yet considered there.
     pub fn sequential(&mut self, out: &mut Vec<Candidate>) {
         let base = self.frontier;
@@ -224,12 +247,13 @@ impl HandleState {
         for k in 0..depths {
             let lo = if k == 0 { 0 } else { MIB << (k - 1) };
             let hi = MIB << k;
+            let limit = self.file_size.min(self.seq_limit);
             let start = (base + lo).max(self.considered[k]).max(self.emitted_until);
-            let end = (base + hi).min(self.file_size);
+            let end = (base + hi).min(limit);
             // New bytes are proposed in grains of up to 1 MiB (fewer candidates per read);
-            // the file's tail is proposed whatever its size.
+            // the file's (or the unit's) tail is proposed whatever its size.
             let grain = (hi - lo).min(MIB);
-            if end > start && (end - start >= grain || end == self.file_size) {
+            if end > start && (end - start >= grain || end == limit) {
                 out.push(self.cand(Gen::Sequential, k as u8, start, end - start));
                 self.considered[k] = end;
             }
@@ -251,7 +275,14 @@ impl HandleState {
             }
         }
         let (d, c) = best;
-        let seq = d > 0 && (d as u64) <= self.last_len;
+        // While the handle reads sequentially, a delta no longer than a recent read continues
+        // it (a short last read of a sequential run must not turn the run into a stride).
+        let longest = if self.run > 0 {
+            self.lens[..n].iter().copied().max().unwrap_or(0)
+        } else {
+            0
+        };
+        let seq = d > 0 && (d as u64) <= self.last_len.max(longest);
         (c >= 3 && d != 0 && !seq).then_some(d)
     }
 
@@ -299,6 +330,35 @@ impl HandleState {
                 self.stride_until = if d > 0 { off + 1 } else { off };
             }
         }
+    }
+
+    /// Candidates of a grouped layout (Parquet row groups) for a read at `offset`: the units
+    /// of the columns the reader projects, ahead of the one read ([`Projection`], remembered
+    /// across the dataset's files in `table` under `key`). While a projection is known, the
+    /// sequential candidates stop at the end of the unit being read unless the next unit is
+    /// projected too. Returns whether a projection is known.
+    pub fn projected(
+        &mut self,
+        layout: &Layout,
+        offset: u64,
+        table: &mut ProjectionTable,
+        key: u64,
+        out: &mut Vec<Candidate>,
+    ) -> bool {
+        self.seq_limit = u64::MAX;
+        let (ex, g) = (&layout.extents, layout.group);
+        let Some(i) = extent_at(ex, offset) else {
+            return self.proj.projection().is_some();
+        };
+        self.proj.observe(i, g, table, key);
+        let Some(p) = self.proj.projection() else {
+            return false;
+        };
+        if i + 1 < ex.len() && !p.contains((i + 1) % g) {
+            self.seq_limit = ex[i].end;
+        }
+        self.proj.propose(layout, i, self.inode, self.file_size, out);
+        true
     }
 
     /// Layout candidates for a read at `offset`: the next extents in file order, and the
@@ -666,7 +726,11 @@ impl DirTracker {
 
 /// Convenience for tests and the catalog: a layout from extents.
 pub fn layout_of(source: std::ops::Range<u64>, extents: Vec<std::ops::Range<u64>>) -> Arc<Layout> {
-    Arc::new(Layout { source, extents })
+    Arc::new(Layout {
+        source,
+        extents,
+        group: 0,
+    })
 }
 
 #[cfg(test)]
@@ -735,6 +799,30 @@ mod tests {
     }
 
     #[test]
+    fn rewind_reproposes_evicted_bytes_ahead_of_the_reader() {
+        let r = rec(Op::Read, 1, 0, MIB as u32, 1 << 30);
+        let mut h = HandleState::new(&r);
+        let mut out = vec![];
+        for k in 0..4u64 {
+            h.observe_read(k * MIB, MIB);
+            h.sequential(&mut out);
+        }
+        h.emitted_until = 40 * MIB; // the stream emitted up to 40 MiB
+        h.rewind(2 * MIB); // behind the reader: ignored
+        assert_eq!(h.emitted_until, 40 * MIB);
+        h.rewind(10 * MIB);
+        assert_eq!(h.emitted_until, 10 * MIB);
+        out.clear();
+        h.observe_read(4 * MIB, MIB);
+        h.sequential(&mut out);
+        // the evicted bytes come back in the shallow buckets
+        assert!(
+            out.iter().any(|c| c.offset <= 10 * MIB && c.offset + c.len > 10 * MIB),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn sparse_stride_continues_majority_delta() {
         let r = rec(Op::Read, 1, 0, 4096, 1 << 30);
         let mut h = HandleState::new(&r);
@@ -752,6 +840,20 @@ mod tests {
         h.stride(&mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].offset, 36 * MIB);
+    }
+
+    #[test]
+    fn a_short_last_read_does_not_make_a_sequential_run_a_stride() {
+        let r = rec(Op::Read, 1, 0, 4096, 1 << 30);
+        let mut h = HandleState::new(&r);
+        for k in 0..5u64 {
+            h.observe_read(k * MIB, MIB);
+        }
+        h.observe_read(5 * MIB, 4096); // the end of a chunk
+        assert_eq!(h.majority_delta(), None);
+        let mut out = vec![];
+        h.stride(&mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

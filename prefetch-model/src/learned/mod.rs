@@ -2,7 +2,8 @@
 //!
 //! On every access, generators propose byte ranges ([`candidates`]: sequential depth buckets,
 //! stride continuation, whole small file on open, next format extents and the reader's extent
-//! pattern, successor files, unread directory siblings). Each candidate's features
+//! pattern, the columns a reader projects in a grouped layout ([`projection`]), successor
+//! files, unread directory siblings). Each candidate's features
 //! ([`features`], hashed with crosses) are scored by logistic regression trained with
 //! FTRL-Proximal ([`ftrl`]); the probability that the range is used before eviction is the
 //! request's confidence. A per-class bandit picks the threshold and depth cap, and a class falls
@@ -18,6 +19,7 @@ pub mod ftrl;
 pub mod model;
 mod pending;
 mod prefetcher;
+pub mod projection;
 mod train;
 
 pub use model::{Model, ModelError, MAX_MODEL_BYTES};

@@ -9,6 +9,7 @@ use super::candidates::{
 use super::features::{count_bucket, program_bucket, ratio_bucket, size_bucket, Context};
 use super::model::Model;
 use super::pending::{Entry, Pending};
+use super::projection::ProjectionTable;
 use crate::prefetcher::{Catalog, Feedback, PrefetchRequest, Prefetcher};
 use crate::readahead::{ReadaheadConfig, ReadaheadWindow, StreamObservation};
 use crate::trace::{Op, TraceRecord};
@@ -152,6 +153,10 @@ pub struct LearnedStats {
     pub fallback_emitted: u64,
     /// Model updates (labels learned).
     pub updates: u64,
+    /// Feedback on emitted candidates per generator ([`Gen::index`]): blocks used.
+    pub used_by_gen: [u64; 7],
+    /// Feedback on emitted candidates per generator ([`Gen::index`]): blocks wasted.
+    pub wasted_by_gen: [u64; 7],
 }
 
 /// The learned prefetcher (name `learned`).
@@ -161,6 +166,11 @@ pub struct LearnedPrefetcher {
     control: Control,
     pending: Pending,
     handles: IntMap<u64, Handle>,
+    /// The handle that last opened or read each inode (entries leave with their handle), so
+    /// eviction feedback can rewind that handle's sequential stream.
+    by_inode: IntMap<u64, u64>,
+    /// Column projections remembered per dataset.
+    projections: ProjectionTable,
     succ: SuccessorTable,
     dirs: DirTracker,
     ratio: Vec<[(f32, u32); 7]>,
@@ -179,6 +189,8 @@ impl LearnedPrefetcher {
             control: Control::new(cfg.control),
             pending: Pending::new(cfg.max_pending),
             handles: IntMap::default(),
+            by_inode: IntMap::default(),
+            projections: ProjectionTable::new(8),
             succ: SuccessorTable::new(cfg.successor_bits),
             dirs: DirTracker::new(cfg.max_dirs, cfg.max_dir_files),
             ratio: vec![[(0.5, 0); 7]; super::bandit::CLASSES],
@@ -222,6 +234,12 @@ impl LearnedPrefetcher {
         self.control.fallback(class_of(format, shape as u8))
     }
 
+    /// Index (into [`super::bandit::ARMS`]) of the arm in force for the class of this format
+    /// and shape.
+    pub fn arm_index(&self, format: u8, shape: Shape) -> usize {
+        self.control.arm_index(class_of(format, shape as u8))
+    }
+
     /// The model's and the heuristic's smoothed scores for a class (see [`super::bandit`]).
     pub fn class_scores(&self, format: u8, shape: Shape) -> (Option<f64>, Option<f64>) {
         self.control.scores(class_of(format, shape as u8))
@@ -251,8 +269,13 @@ impl LearnedPrefetcher {
                 .min_by_key(|(_, h)| h.st.touched)
                 .map(|(k, _)| *k)
             {
-                self.handles.remove(&old);
+                if let Some(h) = self.handles.remove(&old) {
+                    self.forget_inode(h.st.inode, old);
+                }
             }
+        }
+        if self.by_inode.get(&rec.inode) != Some(&rec.handle) {
+            self.by_inode.insert(rec.inode, rec.handle);
         }
         let heur_cfg = self.cfg.heuristic;
         let h = self.handles.entry(rec.handle).or_insert_with(|| Handle {
@@ -265,6 +288,25 @@ impl LearnedPrefetcher {
         });
         h.st.touched = self.clock;
         h
+    }
+}
+
+impl LearnedPrefetcher {
+    fn forget_inode(&mut self, inode: u64, handle: u64) {
+        if self.by_inode.get(&inode) == Some(&handle) {
+            self.by_inode.remove(&inode);
+        }
+    }
+
+    /// A block emitted ahead of a sequential reader was evicted before the reader got there:
+    /// the handle's stream rewinds to it, so the generators propose it again.
+    fn rewind_evicted(&mut self, inode: u64, offset: u64) {
+        let Some(&key) = self.by_inode.get(&inode) else {
+            return;
+        };
+        if let Some(h) = self.handles.get_mut(&key) {
+            h.st.rewind(offset);
+        }
     }
 }
 
@@ -398,15 +440,30 @@ impl Prefetcher for LearnedPrefetcher {
                     }
                 }
                 h.st.observe_read(off, rec.len as u64);
-                h.st.sequential(&mut cands);
-                h.st.stride(&mut cands);
-                if let Some(layout) = catalog.layout(rec.inode) {
-                    h.st.layout(&layout, off, &mut cands);
+                let layout = catalog.layout(rec.inode);
+                let st = match self.handles.get_mut(&rec.handle) {
+                    Some(h) => &mut h.st,
+                    None => unreachable!("handle() inserted it"),
+                };
+                // A grouped layout (Parquet row groups) is followed by the reader's column
+                // projection once known; until then, and for other layouts, by the next units
+                // and the unit-index pattern.
+                let mut projected = false;
+                if let Some(l) = layout.as_deref().filter(|l| l.group > 0) {
+                    let key = ProjectionTable::key(rec.program_hash, rec.dir_hash, l.group);
+                    projected = st.projected(l, off, &mut self.projections, key, &mut cands);
                 }
-                (h.st.shape(), h.st.run)
+                st.sequential(&mut cands);
+                st.stride(&mut cands);
+                if let (Some(l), false) = (layout.as_deref(), projected) {
+                    st.layout(l, off, &mut cands);
+                }
+                (st.shape(), st.run)
             }
             Op::Close => {
-                self.handles.remove(&rec.handle);
+                if self.handles.remove(&rec.handle).is_some() {
+                    self.forget_inode(rec.inode, rec.handle);
+                }
                 self.cands = cands;
                 return;
             }
@@ -566,7 +623,16 @@ impl Prefetcher for LearnedPrefetcher {
                     hit = Some(*e);
                 }
             });
+        if !fb.used {
+            self.rewind_evicted(fb.inode, fb.offset);
+        }
         if let Some(e) = hit {
+            let by_gen = if fb.used {
+                &mut self.stats.used_by_gen
+            } else {
+                &mut self.stats.wasted_by_gen
+            };
+            by_gen[e.gen.index()] += 1;
             let w = (fb.len as f32 / MIB).clamp(0.05, 1.0);
             self.learn(&e, fb.used, w);
         }

@@ -279,7 +279,7 @@ fn evaluate_suite() {
     }
 }
 
-/// Diagnostics of the learned prefetcher on one workload (`PM_WL`, `PM_SCALE`).
+/// Diagnostics of the learned prefetcher on one workload (`PM_WL`, `PM_SCALE`, `PM_SEED`).
 #[test]
 #[ignore]
 fn diagnose_workload() {
@@ -288,7 +288,11 @@ fn diagnose_workload() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.3);
     let name = std::env::var("PM_WL").unwrap_or_else(|_| "webdataset-tar".into());
-    let w = crate::workloads::generate(&name, 7, scale).expect("workload");
+    let seed: u64 = std::env::var("PM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let w = crate::workloads::generate(&name, seed, scale).expect("workload");
     let model = default_model();
     for online in [true, false] {
         let mut p = LearnedPrefetcher::new(
@@ -310,8 +314,9 @@ fn diagnose_workload() {
                 let (m, h) = p.class_scores(f as u8, sh);
                 if m.is_some() {
                     println!(
-                        "  {f:?} {sh:?}: model {m:.2?} heuristic {h:.2?} fallback {}",
-                        p.in_fallback(f as u8, sh)
+                        "  {f:?} {sh:?}: model {m:.2?} heuristic {h:.2?} fallback {} arm {}",
+                        p.in_fallback(f as u8, sh),
+                        p.arm_index(f as u8, sh)
                     );
                 }
             }

@@ -101,6 +101,7 @@ mod tests {
             Layout {
                 source: 900..1000,
                 extents: vec![0..450, 450..900],
+                group: 0,
             },
         );
         let mut t = LayoutTracker::default();

@@ -412,6 +412,7 @@ fn layout_visible_only_after_its_source_was_read() {
         Layout {
             source: size - 1000..size,
             extents: vec![0..M, M..size - 1000],
+            group: 0,
         },
     );
     let seen = Arc::new(Mutex::new(None));

@@ -78,6 +78,7 @@ pub fn hdf5_chunks(p: &Hdf5Params, seed: u64) -> Workload {
         Layout {
             source: 0..meta,
             extents: chunks.clone(),
+            group: 0,
         },
     );
     let band = p.band.clamp(1, cols);

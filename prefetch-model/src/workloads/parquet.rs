@@ -117,6 +117,8 @@ pub fn parquet_scan(p: &ParquetParams, seed: u64) -> Workload {
             Layout {
                 source: footer.start..size,
                 extents,
+                // every row group holds one chunk per column, as the footer says
+                group: columns,
             },
         );
         files.push(ParquetFile { f, chunks, footer });

@@ -144,6 +144,7 @@ pub fn safetensors_load(p: &SafetensorsParams, seed: u64) -> Workload {
             Layout {
                 source: 0..8 + header,
                 extents: ranges.clone(),
+                group: 0,
             },
         );
         files.push((f, header, ranges));

@@ -201,6 +201,7 @@ pub fn webdataset_tar(p: &WebDatasetParams, seed: u64) -> Workload {
             Layout {
                 source: 0..TAR_BLOCK,
                 extents,
+                group: 0,
             },
         );
         shards.push((f, sample_ends));
