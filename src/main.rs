@@ -2,6 +2,7 @@
 
 mod admin;
 mod config;
+mod memory;
 mod mount;
 mod prefetch_cmd;
 
@@ -169,6 +170,7 @@ fn flush(mountpoint: &std::path::Path, timeout: Option<&str>) -> anyhow::Result<
 }
 
 fn main() -> ExitCode {
+    memory::fix_malloc_mmap_threshold();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mount(args) => mount::run(args),
