@@ -3,13 +3,19 @@
 //! It serves one read-only file of a given size whose content is a fixed 1 MiB pattern repeated.
 //! Every read is answered straight from one buffer allocated at start-up, so what a reader
 //! measures on it is the cost of FUSE itself: the kernel round trips, the copies, and fuser's
-//! request loop. It is mounted with the same kernel settings as a cairn mount (see
+//! request loop.
+//!
+//! By default the buffer is the pattern plus 8 MiB (about 9 MiB), which stays in the CPU caches:
+//! the kernel's copy of each reply reads from cache, which no file system serving gigabytes can
+//! do. With `--resident` the buffer holds the whole file (SIZE bytes, the same content), so a
+//! sequential reader makes the kernel copy from DRAM, as it does for any RAM cache: that is the
+//! ceiling of an in-memory file system of that size. It is mounted with the same kernel settings as a cairn mount (see
 //! `fuse/src/session.rs` and `CairnFs::init` in `fuse/src/lib.rs`): 2 worker threads with cloned
 //! FUSE fds, the same init capabilities, `max_readahead` 1 MiB, and the mount's backing-device
 //! readahead raised to 1 MiB through sysfs.
 //!
 //! ```text
-//! cairn-nullfs MOUNTPOINT SIZE [--name data.bin] [--threads 2]
+//! cairn-nullfs MOUNTPOINT SIZE [--name data.bin] [--threads 2] [--resident]
 //! ```
 //!
 //! SIZE is a byte count, optionally with a K/M/G/KiB/MiB/GiB suffix (binary). The process serves
@@ -40,15 +46,18 @@ const FILE_INO: INodeNo = INodeNo(2);
 struct NullFs {
     name: String,
     size: u64,
-    /// The pattern, followed by its first MAX_REPLY bytes again, so that any read of up to
-    /// MAX_REPLY bytes at any offset is one contiguous slice.
+    /// The pattern repeated to `PATTERN + MAX_REPLY` bytes (any read of up to MAX_REPLY bytes at
+    /// any offset is one contiguous slice at `offset % PATTERN`), or, when resident, to the whole
+    /// file (a read at `offset` is the slice at `offset`).
     buf: Box<[u8]>,
+    /// The buffer holds the whole file.
+    resident: bool,
     uid: u32,
     gid: u32,
 }
 
 impl NullFs {
-    fn new(name: String, size: u64) -> Self {
+    fn new(name: String, size: u64, resident: bool) -> Self {
         let mut pattern = vec![0u8; PATTERN];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15; // xorshift64, fixed seed: incompressible, fixed
         for chunk in pattern.chunks_mut(8) {
@@ -57,9 +66,14 @@ impl NullFs {
             x ^= x << 17;
             chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
         }
-        let mut buf = Vec::with_capacity(PATTERN + MAX_REPLY);
-        while buf.len() < PATTERN + MAX_REPLY {
-            let n = (PATTERN + MAX_REPLY - buf.len()).min(PATTERN);
+        let want = if resident {
+            size as usize
+        } else {
+            PATTERN + MAX_REPLY
+        };
+        let mut buf = Vec::with_capacity(want);
+        while buf.len() < want {
+            let n = (want - buf.len()).min(PATTERN);
             buf.extend_from_slice(&pattern[..n]);
         }
         // SAFETY: getuid/getgid have no preconditions.
@@ -68,6 +82,7 @@ impl NullFs {
             name,
             size,
             buf: buf.into_boxed_slice(),
+            resident,
             uid,
             gid,
         }
@@ -159,6 +174,11 @@ impl Filesystem for NullFs {
             return;
         }
         let len = (size as u64).min(self.size - offset) as usize;
+        if self.resident {
+            let start = offset as usize;
+            reply.data(&self.buf[start..start + len]);
+            return;
+        }
         let start = (offset % PATTERN as u64) as usize;
         if len <= MAX_REPLY {
             reply.data(&self.buf[start..start + len]);
@@ -283,7 +303,7 @@ fn raise_kernel_readahead(mountpoint: &Path) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: cairn-nullfs MOUNTPOINT SIZE [--name data.bin] [--threads 2]");
+    eprintln!("usage: cairn-nullfs MOUNTPOINT SIZE [--name data.bin] [--threads 2] [--resident]");
     std::process::exit(2);
 }
 
@@ -292,8 +312,10 @@ fn main() {
     let mut positional = Vec::new();
     let mut name = "data.bin".to_string();
     let mut threads = 2usize;
+    let mut resident = false;
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--resident" => resident = true,
             "--name" => name = args.next().unwrap_or_else(|| usage()),
             "--threads" => {
                 threads = args
@@ -330,7 +352,10 @@ fn main() {
         set
     };
 
-    let fs = NullFs::new(name.clone(), size);
+    if resident && usize::try_from(size).is_err() {
+        usage();
+    }
+    let fs = NullFs::new(name.clone(), size, resident);
     let mut cfg = Config::default();
     cfg.mount_options = vec![
         MountOption::FSName("cairn-nullfs".into()),
@@ -358,8 +383,9 @@ fn main() {
     }
     let resolved_for_unmount = resolved.ok();
     eprintln!(
-        "cairn-nullfs: serving {}/{name} ({size} bytes) on {threads} FUSE threads",
-        mountpoint.display()
+        "cairn-nullfs: serving {}/{name} ({size} bytes{}) on {threads} FUSE threads",
+        mountpoint.display(),
+        if resident { ", resident in RAM" } else { "" }
     );
     let mut unmounter = session.unmount_callable();
     // Unmounted from outside: the session ends and so do we.
