@@ -238,8 +238,12 @@ impl Control {
         c.plays[c.arm] += 1.0;
         c.cover[c.arm] += cover;
         let total: f64 = c.plays.iter().sum::<f64>().max(1.0);
+        // Only an arm never played is valued by its bound: one played long ago keeps its mean
+        // (its plays decay but never reach 0), so an arm that wasted heavily comes back only
+        // through the UCB bonus, not every time its plays decay (which re-explored a
+        // deep-prefetch arm every ~30 windows on random block traces).
         let value = |i: usize| {
-            if c.plays[i] < 0.05 {
+            if c.plays[i] <= 0.0 {
                 unplayed_value(i, &c.plays, &c.cover)
             } else {
                 c.reward[i] / c.plays[i] + cfg.explore * (total.ln().max(0.0) / c.plays[i]).sqrt()
@@ -377,6 +381,31 @@ mod tests {
         cover[3] = 1.2;
         assert!((unplayed_value(1, &plays, &cover) - 0.6).abs() < 1e-9);
         assert_eq!(unplayed_value(4, &plays, &cover), MAX_SCORE);
+    }
+
+    #[test]
+    fn an_arm_that_wasted_is_not_re_explored_once_its_plays_decay() {
+        let cfg = ControlConfig {
+            window: 1,
+            ..Default::default()
+        };
+        let mut c = Control::new(cfg);
+        let mut wasteful = 0;
+        for _ in 0..400 {
+            let arm = c.arm_index(7);
+            if arm == 4 {
+                wasteful += 1;
+                // the most aggressive arm covers everything and wastes 100x the demand
+                c.record(7, w(10.0, 10.0, 1000.0), w(10.0, 0.0, 0.0));
+            } else {
+                c.record(7, w(10.0, 5.0, 5.0), w(10.0, 0.0, 0.0));
+            }
+            c.tick(7);
+        }
+        // tried once when unplayed, then only through the (slow-growing) UCB bonus: about
+        // every 45 windows (valued as unplayed once its plays decay below 0.05, it came back
+        // every 29: 14 times)
+        assert!((1..=10).contains(&wasteful), "{wasteful}");
     }
 
     #[test]

@@ -13,6 +13,13 @@ const MIB: u64 = 1 << 20;
 
 /// Depth buckets of the sequential generator: next 1, 2, 4, ... 128 MiB past the read.
 pub const SEQ_DEPTHS: usize = 8;
+
+/// How far ahead of a sequential run its candidates reach, in multiples of the run's bytes
+/// (at least [`SEQ_MIN_REACH`]).
+pub const SEQ_GROWTH: u64 = 8;
+
+/// Reach of sequential candidates whatever the run's length so far.
+pub const SEQ_MIN_REACH: u64 = 32 * MIB;
 /// Extents the layout generators look ahead.
 pub const LAYOUT_AHEAD: usize = 4;
 /// Records a sparse (or backward) stride is followed ahead.
@@ -109,6 +116,8 @@ pub struct HandleState {
     pub format: FormatClass,
     /// Consecutive sequential reads.
     pub run: u64,
+    /// Where the current sequential run started (its bytes are `frontier - run_from`).
+    pub run_from: u64,
     /// Reads on this handle.
     pub reads: u64,
     /// Length of the last read.
@@ -148,6 +157,7 @@ impl HandleState {
             file_size: rec.file_size,
             format: rec.format,
             run: 0,
+            run_from: 0,
             reads: 0,
             last_len: 0,
             frontier: 0,
@@ -200,6 +210,7 @@ impl HandleState {
             self.frontier = self.frontier.max(end);
         } else {
             self.run = 0;
+            self.run_from = offset;
             self.frontier = end;
             self.considered = [end; SEQ_DEPTHS];
             // A jump inside the range already emitted keeps it (strided readers); any other
@@ -244,8 +255,15 @@ impl HandleState {
         // After a jump only the nearest 2 MiB are proposed: deeper ranges of a handle that is
         // not reading sequentially are speculation the model cannot learn from one read.
         let depths = if self.run == 0 { 2 } else { SEQ_DEPTHS };
+        // Like a readahead window, the depth grows with the run: past SEQ_MIN_REACH a bucket is
+        // proposed once the run has read 1/SEQ_GROWTH of the distance to it (a short run of
+        // small reads in a random stream is not evidence for 128 MiB ahead).
+        let reach = SEQ_MIN_REACH.max(SEQ_GROWTH * (self.frontier - self.run_from.min(self.frontier)));
         for k in 0..depths {
             let lo = if k == 0 { 0 } else { MIB << (k - 1) };
+            if lo >= reach {
+                break;
+            }
             let hi = MIB << k;
             let limit = self.file_size.min(self.seq_limit);
             let start = (base + lo).max(self.considered[k]).max(self.emitted_until);
@@ -767,8 +785,9 @@ mod tests {
         assert_eq!(ranges[0], (0, e, MIB));
         assert_eq!(ranges[1], (1, e + MIB, MIB));
         assert_eq!(ranges[2], (2, e + 2 * MIB, 2 * MIB));
-        assert_eq!(ranges.len(), SEQ_DEPTHS);
-        assert_eq!(ranges[7], (7, e + 64 * MIB, 64 * MIB));
+        // a run of 256 KiB reaches SEQ_MIN_REACH (32 MiB) ahead: buckets up to 16..32 MiB
+        assert_eq!(ranges.len(), 6);
+        assert_eq!(ranges[5], (5, e + 16 * MIB, 16 * MIB));
         // next reads: each bucket only proposes bytes it has not considered, in 1 MiB grains
         for k in 1..4u64 {
             out.clear();
@@ -781,8 +800,8 @@ mod tests {
         h.sequential(&mut out);
         let ranges: Vec<_> = out.iter().map(|c| (c.depth, c.offset, c.len)).collect();
         assert_eq!(ranges[0], (0, 5 * e, MIB)); // moved into bucket 0
-        assert_eq!(*ranges.last().unwrap(), (7, e + 128 * MIB, MIB));
-        assert_eq!(ranges.len(), SEQ_DEPTHS);
+        assert_eq!(*ranges.last().unwrap(), (5, e + 32 * MIB, MIB));
+        assert_eq!(ranges.len(), 6);
         assert!(h.run >= 5);
     }
 
@@ -820,6 +839,28 @@ mod tests {
             out.iter().any(|c| c.offset <= 10 * MIB && c.offset + c.len > 10 * MIB),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn sequential_reach_grows_with_the_run() {
+        // a short run of small reads proposes up to SEQ_MIN_REACH ahead, not 128 MiB
+        let r = rec(Op::Read, 1, 0, 4096, 1 << 40);
+        let mut h = HandleState::new(&r);
+        let mut out = vec![];
+        h.observe_read(500 * MIB, 4096);
+        h.observe_read(500 * MIB + 4096, 4096);
+        h.sequential(&mut out);
+        let far = out.iter().map(|c| c.offset + c.len).max().unwrap();
+        assert!(far <= h.frontier + SEQ_MIN_REACH, "{out:?}");
+        assert!(far > h.frontier + SEQ_MIN_REACH / 2, "{out:?}");
+        // a long run reaches the deepest bucket
+        let mut out = vec![];
+        for k in 1..=16u64 {
+            h.observe_read(500 * MIB + 8192 + (k - 1) * MIB, MIB as u32 as u64);
+            h.sequential(&mut out);
+        }
+        let far = out.iter().map(|c| c.offset + c.len).max().unwrap();
+        assert!(far >= h.frontier + 64 * MIB, "{}", (far - h.frontier) / MIB);
     }
 
     #[test]
