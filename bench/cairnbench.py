@@ -106,6 +106,9 @@ class Config:
         self.results_dir = e.get("BENCH_RESULTS_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
         # prefetch: a Parquet scan and sequential shard reads, first epoch, per --prefetch mode
         self.pf_modes = e.get("BENCH_PREFETCH_MODES", "learned readahead off").split()
+        # first-byte delays (ms) added in front of the store for the prefetch points (cairn-delayproxy)
+        self.pf_delays = [int(x) for x in e.get("BENCH_PF_DELAYS", "0 20").split()]
+        self.delayproxy_bin = e.get("BENCH_DELAYPROXY_BIN", "cairn-delayproxy")
         self.pq_files = env_int("BENCH_PQ_FILES", 2 if quick else 4)
         self.pq_bytes = env_int("BENCH_PQ_MIB", 16 if quick else 256) * MiB
         self.pq_row_groups = env_int("BENCH_PQ_ROW_GROUPS", 8)
@@ -479,8 +482,9 @@ class Mount:
     """One fresh mount of `system` with an empty cache directory.  With fresh=False the cache directory
     of an earlier mount (same cache_tag, kept with keep=True) is reused, as after a remount."""
 
-    def __init__(self, cfg, system, tag, extra=(), cache_tag=None, fresh=True, keep=False):
+    def __init__(self, cfg, system, tag, extra=(), cache_tag=None, fresh=True, keep=False, endpoint=None):
         self.cfg, self.system, self.tag = cfg, system, tag
+        self.endpoint = endpoint or cfg.endpoint
         self.extra, self.fresh, self.keep = list(extra), fresh, keep
         self.mnt = os.path.join(cfg.work, "mnt", system)
         self.cache = os.path.join(cfg.work, "cache", f"{system}-{cache_tag or tag}")
@@ -491,7 +495,7 @@ class Mount:
     def command(self):
         c, env = self.cfg, dict(os.environ)
         if self.system == "cairn":
-            env.update(AWS_ENDPOINT_URL=c.endpoint, AWS_ACCESS_KEY_ID=c.ak, AWS_SECRET_ACCESS_KEY=c.sk,
+            env.update(AWS_ENDPOINT_URL=self.endpoint, AWS_ACCESS_KEY_ID=c.ak, AWS_SECRET_ACCESS_KEY=c.sk,
                        AWS_REGION=c.region, AWS_ALLOW_HTTP="true")
             return [c.cairn_bin, "mount", f"s3://{c.bucket}", self.mnt, "--foreground",
                     "--cache-dir", self.cache] + c.cairn_args + self.extra, env
@@ -1660,9 +1664,55 @@ def measure_prefetch(cfg, res, run):
                         ",".join(map(str, cfg.pq_project)), cfg.pq_read, cfg.pq_pause_ms, verify),
             "shards": ("shards", None, cfg.shard_n, cfg.shard_bytes, cfg.shard_threads, cfg.shard_read,
                        cfg.shard_pause_ms, verify)}
+    for delay in cfg.pf_delays:
+        with DelayProxy(cfg, delay) as endpoint:
+            measure_prefetch_at(cfg, res, run, modes, args, verify, delay, endpoint)
+
+
+def pf_key(kind, mode, delay):
+    """Result key of one prefetch point (no suffix without an added delay, as before delays existed)."""
+    return f"pf_{kind}_{mode}" + (f"_d{delay}" if delay else "")
+
+
+class DelayProxy:
+    """cairn-delayproxy in front of Garage, adding `delay` ms before every request reaches it (nothing
+    when the delay is 0). The context value is the endpoint to give the mount."""
+
+    def __init__(self, cfg, delay):
+        self.cfg, self.delay, self.proc = cfg, delay, None
+
+    def __enter__(self):
+        if not self.delay:
+            return self.cfg.endpoint
+        up = urllib.parse.urlsplit(self.cfg.endpoint)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log_path = os.path.join(self.cfg.work, "logs", f"delayproxy-{self.delay}ms.log")
+        self.proc = subprocess.Popen([self.cfg.delayproxy_bin, f"127.0.0.1:{port}",
+                                      f"{up.hostname}:{up.port}", str(self.delay)],
+                                     stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"cairn-delayproxy exited with {self.proc.returncode} (log {log_path})")
+                time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+        return False
+
+
+def measure_prefetch_at(cfg, res, run, modes, args, verify, delay, endpoint):
     for kind in PF_KINDS:
         for mode in modes:
-            name = f"pf_{kind}_{mode}"
+            name = pf_key(kind, mode, delay)
 
             def go(m):
                 drop_caches()
@@ -1695,8 +1745,9 @@ def measure_prefetch(cfg, res, run):
                 res.add(run, "cairn", name, r["secs"], **x)
 
             try:
-                with Mount(cfg, "cairn", f"r{run}-{name}", extra=["--prefetch", mode]) as m:
-                    res.mount_cmds[f"cairn (prefetch, --prefetch {mode})"] = m.cmd
+                with Mount(cfg, "cairn", f"r{run}-{name}", extra=["--prefetch", mode], endpoint=endpoint) as m:
+                    res.mount_cmds[f"cairn (prefetch, --prefetch {mode}"
+                                   + (f", {delay} ms added first-byte delay" if delay else "") + ")"] = m.cmd
                     step(res, run, "cairn", name, lambda: go(m), lambda r: record(r, m))
             except MountError as e:
                 res.error(run, "cairn", f"{name} mount", e)
@@ -1705,8 +1756,8 @@ def measure_prefetch(cfg, res, run):
 
 
 def pf_rows(cfg):
-    return [(f"pf_{k}_{mode}", f"prefetch {k}, --prefetch {mode}", "s", False)
-            for k in PF_KINDS for mode in cfg.pf_modes]
+    return [(pf_key(k, mode, d), f"prefetch {k}, --prefetch {mode}" + (f", +{d} ms" if d else ""), "s", False)
+            for d in cfg.pf_delays for k in PF_KINDS for mode in cfg.pf_modes]
 
 
 def report_prefetch(cfg, res, L):
@@ -1738,7 +1789,10 @@ def report_prefetch(cfg, res, L):
         f"{human(cfg.shard_read)} read() calls by {cfg.shard_threads} threads (one shard per thread at a time), "
         f"{cfg.shard_pause_ms} ms compute pause per MiB. "
         f"`learned`: the trace-trained model plus the sequential readahead window; `readahead`: the window only; "
-        f"`off`: no prefetching at all. MB/s counts the bytes the reader asked for (for the scan: the projected "
+        f"`off`: no prefetching at all. Added first-byte delay: 0 ms is Garage directly (sub-millisecond "
+        f"answers); a non-zero delay puts `cairn-delayproxy` between the mount and Garage, which forwards every "
+        f"request that much later (each GET's first byte is late by it; bodies stream at Garage's speed). "
+        f"MB/s counts the bytes the reader asked for (for the scan: the projected "
         f"column chunks, footers included). Fetched/demanded = `cairn_store_get_bytes_total` / bytes read; "
         f"precision = `cairn_prefetch_used_bytes_total` / `cairn_prefetch_issued_bytes_total`; wasted = "
         f"prefetched bytes evicted unused by the end of the run (still-cached unused bytes are not counted); "
@@ -1748,21 +1802,21 @@ def report_prefetch(cfg, res, L):
         + (" The readers compute a CRC-32 of every byte they read (compared with the generator), inside the "
            "measured time." if cfg.verify else ""))
     L.append("")
-    L.append("| workload | --prefetch | first epoch, s | MB/s | speed-up vs off | fetched / demanded | "
-             "prefetched MiB | used MiB | wasted MiB | precision | demand misses |")
-    L.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    L.append("| workload | added first-byte delay | --prefetch | first epoch, s | MB/s | speed-up vs off | "
+             "fetched / demanded | prefetched MiB | used MiB | wasted MiB | precision | demand misses |")
+    L.append("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     label = {"parquet": f"Parquet scan, {cfg.pq_files} × {human(pq_size)}, {len(cfg.pq_project)} of "
                         f"{cfg.pq_columns} columns",
              "shards": f"Shards, {cfg.shard_n} × {human(cfg.shard_bytes)}, {cfg.shard_threads} threads"}
     num = lambda v, f="{:,.1f}": "—" if v is None else f.format(v)
-    for kind in PF_KINDS:
-        off = med(f"pf_{kind}_off", None)
+    for kind, delay in [(k, d) for k in PF_KINDS for d in cfg.pf_delays]:
+        off = med(pf_key(kind, "off", delay), None)
         for mode in cfg.pf_modes:
-            key = f"pf_{kind}_{mode}"
+            key = pf_key(kind, mode, delay)
             secs = med(key, None)
-            if secs is None and not any(e["what"].startswith(key) for e in res.errors):
+            if secs is None and not any(e["what"].split()[0] == key for e in res.errors):
                 continue
-            L.append(f"| {label[kind]} | `{mode}` | {num(secs, '{:.2f}')} | {num(med(key, 'mbps'))} | "
+            L.append(f"| {label[kind]} | {delay} ms | `{mode}` | {num(secs, '{:.2f}')} | {num(med(key, 'mbps'))} | "
                      f"{'—' if secs is None or off is None else f'{off / secs:.2f}×'} | "
                      f"{num(med(key, 'fetched_per_demand'), '{:.2f}')} | {num(med(key, 'issued_mib'))} | "
                      f"{num(med(key, 'used_mib'))} | {num(med(key, 'wasted_mib'))} | "

@@ -104,6 +104,18 @@ if has nullfs; then
     export BENCH_NULLFS_BIN=$CARGO_TARGET_DIR/release/cairn-nullfs
   fi
 fi
+# the prefetch points with an added first-byte delay go through cairn-delayproxy
+workloads=${BENCH_WORKLOADS:-seq rand files list ckpt l2warm small_l2 prefetch}
+if has cairn && [[ " $workloads " == *" prefetch "* ]] && [[ " ${BENCH_PF_DELAYS:-0 20} " =~ \ [1-9] ]]; then
+  if [ -n "${BENCH_DELAYPROXY_BIN:-}" ]; then
+    [ -x "$BENCH_DELAYPROXY_BIN" ] || die "BENCH_DELAYPROXY_BIN=$BENCH_DELAYPROXY_BIN is not executable"
+  else
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+    log "building cairn-delayproxy (release) into $CARGO_TARGET_DIR"
+    (cd "$ROOT" && cargo build --release -p cairn-delayproxy >&2) || die "cargo build -p cairn-delayproxy failed"
+    export BENCH_DELAYPROXY_BIN=$CARGO_TARGET_DIR/release/cairn-delayproxy
+  fi
+fi
 export BENCH_GIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo none)
 
 # ---- work dir, cleanup ---------------------------------------------------------------------------
