@@ -353,8 +353,11 @@ impl HandleState {
     /// Candidates of a grouped layout (Parquet row groups) for a read at `offset`: the units
     /// of the columns the reader projects, ahead of the one read ([`Projection`], remembered
     /// across the dataset's files in `table` under `key`). While a projection is known, the
-    /// sequential candidates stop at the end of the unit being read unless the next unit is
-    /// projected too. Returns whether a projection is known.
+    /// sequential candidates stop at the end of the run of consecutive projected units the
+    /// read is in (adjacent projected columns, the last column then the next row group's
+    /// first), and a sequential run that spilled into a unit outside the projection (kernel
+    /// readahead past a projected chunk) gets none. Returns whether a projection is
+    /// known. Call after [`Self::observe_read`] of the same read.
     pub fn projected(
         &mut self,
         layout: &Layout,
@@ -368,12 +371,24 @@ impl HandleState {
         let Some(i) = extent_at(ex, offset) else {
             return self.proj.projection().is_some();
         };
-        self.proj.observe(i, g, table, key);
+        let sequential = self.run > 0;
+        let to_end = self.frontier >= ex[i].end;
+        let counted = self.proj.observe(i, g, sequential, to_end, table, key);
         let Some(p) = self.proj.projection() else {
             return false;
         };
-        if i + 1 < ex.len() && !p.contains((i + 1) % g) {
-            self.seq_limit = ex[i].end;
+        if !counted && !p.contains(i % g) {
+            self.seq_limit = ex[i].start;
+        } else {
+            // The end of the run of projected units from this one (at most a group: a
+            // projection of every column does not limit).
+            let mut j = i;
+            while j + 1 < ex.len() && j - i < g && p.contains((j + 1) % g) {
+                j += 1;
+            }
+            if j + 1 < ex.len() && j - i < g {
+                self.seq_limit = ex[j].end;
+            }
         }
         self.proj.propose(layout, i, self.inode, self.file_size, out);
         true
@@ -961,6 +976,51 @@ mod tests {
             .map(|c| c.offset / 100)
             .collect();
         assert_eq!(pat, vec![8, 9]);
+    }
+
+    #[test]
+    fn projected_sequential_stops_at_the_projected_run_and_skips_spill() {
+        // 3 row groups x 4 columns of 4 MiB; the dataset projects columns {0, 2, 3}.
+        let ex: Vec<_> = (0..12u64).map(|i| i * 4 * MIB..(i + 1) * 4 * MIB).collect();
+        let layout = Layout {
+            source: 48 * MIB..48 * MIB + 100,
+            extents: ex,
+            group: 4,
+        };
+        let mut table = ProjectionTable::new(4);
+        let key = ProjectionTable::key(1, 99, 4);
+        let mut set = super::super::projection::ColSet::default();
+        for c in [0, 2, 3] {
+            set.insert(c);
+        }
+        table.put(key, set);
+        let r = rec(Op::Read, 1, 0, MIB as u32, 48 * MIB + 100);
+        let mut h = HandleState::new(&r);
+        let mut out = vec![];
+        let mut read = |h: &mut HandleState, off: u64, out: &mut Vec<Candidate>| {
+            out.clear();
+            h.observe_read(off, MIB);
+            assert!(h.projected(&layout, off, &mut table, key, out));
+            out.clear();
+            h.sequential(out);
+        };
+        // column 0 of row group 0: column 1 is not projected
+        for k in 0..4 {
+            read(&mut h, k * MIB, &mut out);
+            assert!(out.iter().all(|c| c.offset + c.len <= 4 * MIB), "{out:?}");
+        }
+        // column 2: the run 2, 3, (next row group) 0 is projected, so up to 20 MiB
+        let mut far = 0;
+        for k in 8..20 {
+            read(&mut h, k * MIB, &mut out);
+            far = out.iter().map(|c| c.offset + c.len).max().unwrap_or(far);
+            assert!(far <= 20 * MIB, "{}", far / MIB);
+        }
+        assert_eq!(far, 20 * MIB);
+        // kernel readahead continues into column 1: no candidates in it, projection kept
+        read(&mut h, 20 * MIB, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(table.get(key), Some(set));
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! directory and group size ([`ProjectionTable`]), since a query reads every file of a dataset
 //! alike. A read outside the expected set (a new query) drops the prediction until the row
 //! group in progress is finished. Everything is fixed-size.
+//!
+//! A unit the handle only reaches by continuing a sequential run past the end of the previous
+//! one does not count as read until the run reaches its end (or a read jumps into it): on a
+//! mount, the kernel's page-cache readahead reads on past every column chunk the application
+//! reads, into the next chunk, whether the query projects that column or not.
 
 use super::candidates::{Candidate, Gen};
 use crate::prefetcher::Layout;
@@ -132,6 +137,10 @@ pub struct Projection {
     proj: Option<ColSet>,
     /// Highest unit index proposed so far (`u32::MAX`: none).
     until: u32,
+    /// Unit of the last read (`u32::MAX`: none yet).
+    last: u32,
+    /// Unit a sequential run continued into and has not read to its end (`u32::MAX`: none).
+    tentative: u32,
 }
 
 impl Default for Projection {
@@ -141,6 +150,8 @@ impl Default for Projection {
             seen: ColSet::default(),
             proj: None,
             until: u32::MAX,
+            last: u32::MAX,
+            tentative: u32::MAX,
         }
     }
 }
@@ -155,10 +166,31 @@ impl Projection {
     }
 
     /// Records a read of unit `idx` of a layout with `group` units per group, learning from
-    /// and updating the dataset's remembered projection under `key`.
-    pub fn observe(&mut self, idx: usize, group: usize, table: &mut ProjectionTable, key: u64) {
+    /// and updating the dataset's remembered projection under `key`. `sequential`: the read
+    /// continues the handle's sequential run; `to_end`: the run has read through the unit's
+    /// end. Returns whether the unit counts as read: not while a sequential run that crossed
+    /// into it from the previous unit has not reached its end (kernel readahead past the
+    /// chunk the reader asked for, or a reader of adjacent columns not done with this one).
+    pub fn observe(
+        &mut self,
+        idx: usize,
+        group: usize,
+        sequential: bool,
+        to_end: bool,
+        table: &mut ProjectionTable,
+        key: u64,
+    ) -> bool {
         if group == 0 || group > MAX_GROUP {
-            return;
+            return true;
+        }
+        let u = idx as u32;
+        if sequential && self.last != u32::MAX && self.last != u {
+            self.tentative = u;
+        }
+        self.last = u;
+        let counted = !(sequential && self.tentative == u) || to_end;
+        if counted && self.tentative == u {
+            self.tentative = u32::MAX;
         }
         let (r, c) = ((idx / group) as u32, idx % group);
         if r != self.group_at {
@@ -170,10 +202,13 @@ impl Projection {
             self.group_at = r;
             self.seen = ColSet::default();
         }
-        self.seen.insert(c);
         if self.proj.is_none() {
             self.proj = table.get(key);
         }
+        if !counted {
+            return false;
+        }
+        self.seen.insert(c);
         if let Some(p) = self.proj {
             if !p.contains(c) || p.missing_below(&self.seen, c) {
                 // Read a column outside the projection, or skipped one of it: a new query.
@@ -182,6 +217,7 @@ impl Projection {
                 self.until = self.until.min(idx as u32);
             }
         }
+        true
     }
 
     /// Proposes the projected units after unit `idx` not proposed yet, up to [`PROJ_AHEAD`]
@@ -286,12 +322,12 @@ mod tests {
         let mut out = vec![];
         // columns 1 and 3 of row group 0: nothing known yet
         for idx in [1, 3] {
-            p.observe(idx, 5, &mut t, key);
+            p.observe(idx, 5, false, true, &mut t, key);
             p.propose(&l, idx, 9, 2100, &mut out);
         }
         assert!(out.is_empty());
         // row group 1 starts: the projection {1, 3} predicts 8, 11, 13, 16, 18
-        p.observe(6, 5, &mut t, key);
+        p.observe(6, 5, false, true, &mut t, key);
         p.propose(&l, 6, 9, 2100, &mut out);
         assert_eq!(offsets(&out), vec![8, 11, 13, 16, 18]);
         assert_eq!(
@@ -301,18 +337,42 @@ mod tests {
         assert!(out.iter().all(|c| c.gen == Gen::LayoutPattern && c.inode == 9));
         // nothing proposed twice
         out.clear();
-        p.observe(8, 5, &mut t, key);
+        p.observe(8, 5, false, true, &mut t, key);
         p.propose(&l, 8, 9, 2100, &mut out);
         assert!(out.is_empty());
         // the next file of the dataset starts with the projection
         let mut q = Projection::default();
-        q.observe(1, 5, &mut t, key);
+        q.observe(1, 5, false, true, &mut t, key);
         q.propose(&l, 1, 10, 2100, &mut out);
         assert_eq!(offsets(&out), vec![3, 6, 8, 11, 13, 16, 18]);
         // another program or directory does not
         let mut r = Projection::default();
-        r.observe(1, 5, &mut t, ProjectionTable::key(1, 3, 5));
+        r.observe(1, 5, false, true, &mut t, ProjectionTable::key(1, 3, 5));
         assert!(r.projection().is_none());
+    }
+
+    #[test]
+    fn a_run_continuing_into_the_next_unit_counts_only_once_read_to_its_end() {
+        let l = layout();
+        let mut t = ProjectionTable::new(4);
+        let key = ProjectionTable::key(1, 2, 5);
+        let mut p = Projection::default();
+        let mut out = vec![];
+        // row group 0 reads columns 1 and 3; after each, the run spills into the next column
+        assert!(p.observe(1, 5, false, false, &mut t, key));
+        assert!(!p.observe(2, 5, true, false, &mut t, key));
+        assert!(p.observe(3, 5, false, false, &mut t, key));
+        assert!(!p.observe(4, 5, true, false, &mut t, key));
+        // row group 1: the projection is {1, 3}, not {1, 2, 3, 4}
+        assert!(p.observe(6, 5, false, false, &mut t, key));
+        p.propose(&l, 6, 9, 2100, &mut out);
+        assert_eq!(offsets(&out), vec![8, 11, 13, 16, 18]);
+        // a spill into column 2 does not contradict it
+        assert!(!p.observe(7, 5, true, false, &mut t, key));
+        assert!(p.projection().is_some());
+        // but a run that reads column 2 to its end does (a new query reads 1, 2, 3)
+        assert!(p.observe(7, 5, true, true, &mut t, key));
+        assert!(p.projection().is_none());
     }
 
     #[test]
@@ -327,18 +387,18 @@ mod tests {
         let mut p = Projection::default();
         let mut out = vec![];
         // the new query reads column 2 first: {1, 3} is contradicted
-        p.observe(2, 5, &mut t, key);
+        p.observe(2, 5, false, true, &mut t, key);
         p.propose(&l, 2, 9, 2100, &mut out);
         assert!(out.is_empty());
         assert!(t.get(key).is_none());
         // it then reads 4; the next row group reveals {2, 4}
-        p.observe(4, 5, &mut t, key);
-        p.observe(7, 5, &mut t, key);
+        p.observe(4, 5, false, true, &mut t, key);
+        p.observe(7, 5, false, true, &mut t, key);
         p.propose(&l, 7, 9, 2100, &mut out);
         assert_eq!(offsets(&out), vec![9, 12, 14, 17, 19]);
         // a skipped projected column also contradicts: reading 9 without 7 in row group 1
         let mut q = Projection::default();
-        q.observe(9, 5, &mut t, key);
+        q.observe(9, 5, false, true, &mut t, key);
         assert!(q.projection().is_none());
         assert!(t.capacity() == 16);
     }

@@ -240,6 +240,42 @@ fn maps_stay_bounded() {
     assert!(dirs <= 4, "{dirs}");
 }
 
+/// A Parquet scan as a FUSE mount sees it: the kernel's 1 MiB page-cache readahead reads on
+/// past every projected column chunk into the next, unprojected one. Those reads must not
+/// turn the projection into "every column" nor let the sequential generator run through the
+/// row groups (on the mount this fetched the whole files).
+#[test]
+fn parquet_scan_with_kernel_readahead_does_not_fetch_whole_files() {
+    let p = crate::workloads::ParquetParams {
+        files: 4,
+        row_groups: 8,
+        columns: 10,
+        row_group_bytes: 32 * MIB,
+        projected: 3,
+        queries: 1,
+        threads: 1,
+        kernel_readahead: MIB,
+        ..Default::default()
+    };
+    let w = crate::workloads::parquet_scan(&p, 11);
+    let total: u64 = w.namespace.files.values().map(|f| f.size).sum();
+    let mut l = LearnedPrefetcher::new(default_model(), LearnedConfig::default());
+    let r = crate::sim::replay(&w, &mut l, &crate::sim::SimConfig::default());
+    let frac = r.get_bytes as f64 / total as f64;
+    let demand = r.demand_bytes as f64 / total as f64;
+    eprintln!(
+        "fetched {:.0} MiB of {:.0} MiB ({frac:.2}), demand {demand:.2}, precision {:.2}, \
+         demanded bytes prefetched {:.2}, misses {}",
+        r.get_bytes as f64 / MIB as f64,
+        total as f64 / MIB as f64,
+        r.precision,
+        r.demand_bytes_prefetched_frac,
+        r.misses
+    );
+    assert!(frac < demand + 0.15, "fetched {frac:.2} of the files for {demand:.2} demanded");
+    assert!(r.precision > 0.7, "precision {:.2}", r.precision);
+}
+
 /// Prints learned vs every baseline on the mixed suite (release: `cargo test --release -p
 /// cairn-prefetch-model learned::tests::evaluate_suite -- --ignored --nocapture`).
 #[test]

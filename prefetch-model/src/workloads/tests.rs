@@ -331,6 +331,41 @@ fn parquet_reads_footer_then_only_projected_chunks() {
 }
 
 #[test]
+fn parquet_kernel_readahead_reads_on_past_each_chunk_once() {
+    let ra = 256 * (1u64 << 10);
+    let p = ParquetParams {
+        kernel_readahead: ra,
+        queries: 1,
+        ..ParquetParams::default().scaled(0.01)
+    };
+    let w = parquet_scan(&p, 9);
+    check(&w, true);
+    for o in w.records.iter().filter(|r| r.op == Op::Open) {
+        let l = &w.namespace.layouts[&o.inode];
+        let data_end = l.source.start;
+        let reads: Vec<&TraceRecord> = reads_of(&w)
+            .filter(|r| r.handle == o.handle && r.offset < data_end)
+            .collect();
+        let cov = coverage(&w, o.handle);
+        // no byte is read twice (the page cache has what the kernel read ahead)
+        let read: u64 = reads.iter().map(|r| r.len as u64).sum();
+        let covered: u64 = cov
+            .iter()
+            .filter(|c| c.start < data_end)
+            .map(|c| c.end.min(data_end) - c.start)
+            .sum();
+        assert_eq!(read, covered);
+        // every run of reads ends `ra` past a chunk's end (or at the footer)
+        for c in cov.iter().filter(|c| c.start < data_end) {
+            assert!(
+                c.end >= data_end || l.extents.iter().any(|e| e.end + ra == c.end),
+                "{c:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn hdf5_readers_cover_every_chunk_once_in_strided_runs() {
     let p = Hdf5Params::default().scaled(0.01);
     let w = hdf5_chunks(&p, 1);
