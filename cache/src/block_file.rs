@@ -48,9 +48,17 @@ pub enum BlockFileError {
 
 /// Serializes `key` and `data` into the file format.
 pub fn encode(key: &BlockKey, data: &[u8]) -> Vec<u8> {
+    let mut out = header(key, data);
+    out.extend_from_slice(data);
+    out
+}
+
+/// The file's header for `key` and `data` (everything before the data): writing it and then
+/// `data` gives the same file as [`encode`] without copying the block.
+pub fn header(key: &BlockKey, data: &[u8]) -> Vec<u8> {
     let obj = key.object.as_bytes();
     let ver = key.version.as_bytes();
-    let mut out = Vec::with_capacity(FIXED + obj.len() + ver.len() + 4 + data.len());
+    let mut out = Vec::with_capacity(FIXED + obj.len() + ver.len() + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
@@ -63,7 +71,6 @@ pub fn encode(key: &BlockKey, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(ver);
     let hcrc = crc32c::crc32c(&out);
     out.extend_from_slice(&hcrc.to_le_bytes());
-    out.extend_from_slice(data);
     out
 }
 

@@ -91,7 +91,10 @@ struct Entry {
 struct Inner {
     entries: HashMap<BlockKey, Entry>,
     policy: Box<dyn EvictionPolicy<BlockKey>>,
+    /// Bytes of the indexed block files.
     used: u64,
+    /// Bytes of blocks being written (room made for them, not indexed yet).
+    reserved: u64,
     budget: u64,
     next_id: u64,
 }
@@ -221,6 +224,7 @@ impl L2Cache {
                 entries: HashMap::with_capacity(loaded.len()),
                 policy: new_policy(cfg.policy),
                 used: 0,
+                reserved: 0,
                 budget: cfg.budget,
                 next_id: 1,
             }),
@@ -364,6 +368,11 @@ impl L2Cache {
     }
 
     /// Writes a block. Skipped (and counted) while degraded; a write error degrades the tier.
+    /// Safe to call from several threads at once: room is reserved under the admission lock, the
+    /// file is written outside it (so concurrent inserts overlap their I/O), and it is put in
+    /// place and indexed under the lock again, after making room once more against the budget
+    /// of that moment (a shrink may have come in between). Committed bytes ([`Self::used`])
+    /// never exceed the budget.
     pub fn insert(&self, key: BlockKey, data: &[u8]) {
         if self.is_degraded() {
             self.stats
@@ -371,27 +380,50 @@ impl L2Cache {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let _admission = self.admission.lock().unwrap();
-        if self.contains(&key) {
-            return;
-        }
-        let encoded = block_file::encode(&key, data);
-        let size = encoded.len() as u64;
-        if !self.evict_to_fit(size) {
-            self.stats
-                .admissions_skipped
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
+        // Header and data are written one after the other: no copy of the block.
+        let header = block_file::header(&key, data);
+        let size = (header.len() + data.len()) as u64;
         let id = {
+            let _admission = self.admission.lock().unwrap();
+            if self.contains(&key) {
+                return;
+            }
+            if !self.evict_to_fit(size) {
+                self.stats
+                    .admissions_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             let mut inner = self.inner.lock().unwrap();
+            // Counted by evict_to_fit, so that inserts running alongside make room for it too.
+            inner.reserved += size;
             let id = inner.next_id;
             inner.next_id += 1;
             id
         };
         let path = self.path_of(id);
-        if let Err(e) = self.write_file(&path, &encoded) {
-            let _ = fs::remove_file(path.with_extension("tmp"));
+        let tmp = path.with_extension("tmp");
+        let written = self.write_tmp(&tmp, &[&header, data]);
+        let _admission = self.admission.lock().unwrap();
+        self.inner.lock().unwrap().reserved -= size;
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            self.degrade(&format!("cannot write cache block file: {e}"));
+            return;
+        }
+        if self.contains(&key) {
+            let _ = fs::remove_file(&tmp);
+            return;
+        }
+        if !self.evict_to_fit(size) {
+            let _ = fs::remove_file(&tmp);
+            self.stats
+                .admissions_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
             self.degrade(&format!("cannot write cache block file: {e}"));
             return;
         }
@@ -403,27 +435,23 @@ impl L2Cache {
         }
         let mut inner = self.inner.lock().unwrap();
         inner.used += size;
-        if let Some(old) = inner.entries.insert(key.clone(), entry) {
-            // A concurrent insert of the same block won the race: keep one file.
-            inner.used -= old.size;
-            inner.policy.on_remove(&key);
-            let _ = fs::remove_file(self.path_of(old.id));
-        }
+        inner.entries.insert(key.clone(), entry);
         inner.policy.on_insert(key, size);
         self.stats
             .bytes_admitted
             .fetch_add(data.len() as u64, Ordering::Relaxed);
     }
 
-    fn write_file(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        if let Some(parent) = path.parent() {
+    /// Writes `parts` to the temporary file `tmp` (its directory is created when missing).
+    fn write_tmp(&self, tmp: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+        if let Some(parent) = tmp.parent() {
             fs::create_dir_all(parent)?;
         }
-        let tmp = path.with_extension("tmp");
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        drop(f);
-        fs::rename(&tmp, path)
+        let mut f = File::create(tmp)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
+        Ok(())
     }
 
     fn degrade(&self, why: &str) {
@@ -494,7 +522,7 @@ impl L2Cache {
                 if incoming > inner.budget {
                     return false;
                 }
-                let over_budget = inner.used + incoming > inner.budget;
+                let over_budget = inner.used + inner.reserved + incoming > inner.budget;
                 let floor = self.min_free.load(Ordering::Relaxed);
                 let low_space =
                     floor > 0 && free_space(&self.dir).is_some_and(|free| free < floor + incoming);

@@ -48,6 +48,8 @@ pub type BlockFuture = Shared<BoxFuture<'static, FsResult<Bytes>>>;
 
 /// Most blocks waiting to be written to the disk tier; past it new blocks skip L2.
 const L2_QUEUE: usize = 256;
+/// Disk-tier writes in flight at once.
+const L2_WRITERS: usize = 4;
 
 /// Serves blocks from the RAM cache, then the disk cache, or fetches them, once, with ranged GETs.
 pub struct BlockFetcher {
@@ -88,9 +90,19 @@ impl BlockFetcher {
         let l2_writer = l2.clone().map(|tier| {
             let (tx, mut rx) = mpsc::channel::<(BlockKey, Bytes)>(L2_QUEUE);
             tokio::spawn(async move {
+                // A few writes at once: one writer at a time fell behind a 400 MB/s fill on 2
+                // cores (file creation waits on the file system), and blocks past the queue
+                // skip the disk tier for good.
+                let writers = Arc::new(Semaphore::new(L2_WRITERS));
                 while let Some((key, data)) = rx.recv().await {
+                    let Ok(permit) = writers.clone().acquire_owned().await else {
+                        break;
+                    };
                     let tier = tier.clone();
-                    let _ = tokio::task::spawn_blocking(move || tier.insert(key, &data)).await;
+                    tokio::task::spawn_blocking(move || {
+                        tier.insert(key, &data);
+                        drop(permit);
+                    });
                 }
             });
             tx
