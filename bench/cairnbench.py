@@ -2210,7 +2210,8 @@ def fmt(v, unit):
 
 def medians(rows):
     out = {}
-    for key, *_ in ROWS + CKPT_ROWS + L2_ROWS + MEM_ROWS:
+    # seq_warm_resident is only a reference (REF_ROWS), in no table of its own
+    for key in [k for k, *_ in ROWS + CKPT_ROWS + L2_ROWS + MEM_ROWS] + ["seq_warm_resident"]:
         wl, _, field = key.partition(":")
         for system in {r["system"] for r in rows}:
             vals = [r[field] if field else r["value"] for r in rows if r["system"] == system and r["workload"] == wl
