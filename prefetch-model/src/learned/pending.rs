@@ -38,20 +38,45 @@ pub struct Entry {
 
 impl Entry {
     /// Index key: one entry per file offset and generator/depth.
-    fn key(&self) -> (u64, u64, u8) {
-        (
+    fn key(&self) -> u128 {
+        key(
             self.inode,
             self.start,
             (self.gen as u8) << 4 | self.depth.min(15),
         )
     }
+
+    /// Emitted and still outstanding (not consumed by a read, not reported evicted).
+    fn outstanding(&self) -> bool {
+        self.emitted && !self.consumed && !self.evicted
+    }
+}
+
+/// What the index keeps of an entry, so queries filter without touching the ring (a ring
+/// entry is about a cache line, and the ring is larger than the cache).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    /// Position in the ring.
+    at: usize,
+    /// The entry's end byte (never changes once inserted).
+    end: u64,
+    /// [`Entry::outstanding`], kept current.
+    outstanding: bool,
+}
+
+/// Packs `(inode, offset, tag)` into one integer ordered like the tuple (offsets below
+/// 2^56, 64 PiB; larger ones share the last key): a compare is one wide integer compare, not a
+/// lexicographic one, which the index does a few dozen times per lookup.
+#[inline]
+fn key(inode: u64, offset: u64, tag: u8) -> u128 {
+    (inode as u128) << 64 | (offset.min((1 << 56) - 1) as u128) << 8 | tag as u128
 }
 
 /// The ring and its index.
 pub struct Pending {
     ring: Vec<Option<Entry>>,
     next: usize,
-    index: BTreeMap<(u64, u64, u8), usize>,
+    index: BTreeMap<u128, Slot>,
 }
 
 /// Longest entry (bounds the backward scan of an overlap query).
@@ -76,10 +101,8 @@ impl Pending {
     /// a read, not reported evicted): asking for it again would be a duplicate.
     pub fn emitted_at(&self, inode: u64, start: u64) -> bool {
         self.index
-            .range((inode, start, 0)..=(inode, start, u8::MAX))
-            .any(|(_, &slot)| {
-                self.ring[slot].is_some_and(|e| e.emitted && !e.consumed && !e.evicted)
-            })
+            .range(key(inode, start, 0)..=key(inode, start, u8::MAX))
+            .any(|(_, s)| s.outstanding)
     }
 
     /// Inserts an entry, returning the one it pushed out of the ring (if any).
@@ -88,13 +111,22 @@ impl Pending {
         self.next = (self.next + 1) % self.ring.len();
         let old = self.ring[slot].take();
         if let Some(o) = &old {
-            if self.index.get(&o.key()) == Some(&slot) {
-                self.index.remove(&o.key());
+            // One traversal: an index entry of this key pointing elsewhere (a newer entry
+            // replaced it) goes back.
+            if let Some(s) = self.index.remove(&o.key()) {
+                if s.at != slot {
+                    self.index.insert(o.key(), s);
+                }
             }
         }
-        if let Some(prev) = self.index.insert(e.key(), slot) {
+        let s = Slot {
+            at: slot,
+            end: e.end,
+            outstanding: e.outstanding(),
+        };
+        if let Some(prev) = self.index.insert(e.key(), s) {
             // replaced an entry at the same key: its slot is now unindexed
-            self.ring[prev] = None;
+            self.ring[prev.at] = None;
         }
         self.ring[slot] = Some(e);
         old
@@ -112,19 +144,21 @@ impl Pending {
     ) {
         let lo = start.saturating_sub(MAX_ENTRY_LEN);
         let mut n = 0;
-        for (_, &slot) in self
+        for (_, s) in self
             .index
-            .range((inode, lo, 0)..(inode, end, 0))
+            .range_mut(key(inode, lo, 0)..key(inode, end, 0))
             .rev()
             .take(4 * limit + 8)
         {
-            if let Some(e) = self.ring[slot].as_mut() {
-                if e.end > start {
-                    f(e);
-                    n += 1;
-                    if n >= limit {
-                        break;
-                    }
+            if s.end <= start {
+                continue;
+            }
+            if let Some(e) = self.ring[s.at].as_mut() {
+                f(e);
+                s.outstanding = e.outstanding();
+                n += 1;
+                if n >= limit {
+                    break;
                 }
             }
         }
