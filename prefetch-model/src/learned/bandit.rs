@@ -373,7 +373,10 @@ mod tests {
             c.tick(6);
         }
         assert!(!seen[0] && seen[1], "{seen:?}");
-        assert_eq!(unplayed_value(0, &[0.0; ARMS.len()], &[0.0; ARMS.len()]), 0.0);
+        assert_eq!(
+            unplayed_value(0, &[0.0; ARMS.len()], &[0.0; ARMS.len()]),
+            0.0
+        );
         // arm 1 emits a subset of arm 3: it cannot cover more than arm 3 covered
         let mut plays = [0.0; ARMS.len()];
         let mut cover = [0.0; ARMS.len()];

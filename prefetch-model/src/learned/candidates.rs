@@ -258,7 +258,8 @@ impl HandleState {
         // Like a readahead window, the depth grows with the run: past SEQ_MIN_REACH a bucket is
         // proposed once the run has read 1/SEQ_GROWTH of the distance to it (a short run of
         // small reads in a random stream is not evidence for 128 MiB ahead).
-        let reach = SEQ_MIN_REACH.max(SEQ_GROWTH * (self.frontier - self.run_from.min(self.frontier)));
+        let reach =
+            SEQ_MIN_REACH.max(SEQ_GROWTH * (self.frontier - self.run_from.min(self.frontier)));
         for k in 0..depths {
             let lo = if k == 0 { 0 } else { MIB << (k - 1) };
             if lo >= reach {
@@ -390,7 +391,8 @@ impl HandleState {
                 self.seq_limit = ex[j].end;
             }
         }
-        self.proj.propose(layout, i, self.inode, self.file_size, out);
+        self.proj
+            .propose(layout, i, self.inode, self.file_size, out);
         true
     }
 
@@ -851,7 +853,8 @@ mod tests {
         h.sequential(&mut out);
         // the evicted bytes come back in the shallow buckets
         assert!(
-            out.iter().any(|c| c.offset <= 10 * MIB && c.offset + c.len > 10 * MIB),
+            out.iter()
+                .any(|c| c.offset <= 10 * MIB && c.offset + c.len > 10 * MIB),
             "{out:?}"
         );
     }

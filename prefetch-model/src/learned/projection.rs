@@ -334,7 +334,9 @@ mod tests {
             out.iter().map(|c| c.depth).collect::<Vec<_>>(),
             [0, 1, 2, 2, 3]
         );
-        assert!(out.iter().all(|c| c.gen == Gen::LayoutPattern && c.inode == 9));
+        assert!(out
+            .iter()
+            .all(|c| c.gen == Gen::LayoutPattern && c.inode == 9));
         // nothing proposed twice
         out.clear();
         p.observe(8, 5, false, true, &mut t, key);

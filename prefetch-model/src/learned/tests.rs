@@ -272,7 +272,10 @@ fn parquet_scan_with_kernel_readahead_does_not_fetch_whole_files() {
         r.demand_bytes_prefetched_frac,
         r.misses
     );
-    assert!(frac < demand + 0.15, "fetched {frac:.2} of the files for {demand:.2} demanded");
+    assert!(
+        frac < demand + 0.15,
+        "fetched {frac:.2} of the files for {demand:.2} demanded"
+    );
     assert!(r.precision > 0.7, "precision {:.2}", r.precision);
 }
 
