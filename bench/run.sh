@@ -83,39 +83,23 @@ if ! "$VENV/bin/python" -c 'import boto3' 2>/dev/null; then
   python3 -m venv "$VENV" >&2 && "$VENV/bin/pip" install -q boto3 >&2
 fi
 
-if has cairn; then
-  if [ -n "${BENCH_CAIRN_BIN:-}" ]; then
-    [ -x "$BENCH_CAIRN_BIN" ] || die "BENCH_CAIRN_BIN=$BENCH_CAIRN_BIN is not executable"
-  else
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-    log "building cairn (release) into $CARGO_TARGET_DIR"
-    (cd "$ROOT" && cargo build --release -p cairn >&2) || die "cargo build failed (BENCH_SYSTEMS='rclone s3fs ceiling' skips cairn)"
-    export BENCH_CAIRN_BIN=$CARGO_TARGET_DIR/release/cairn
+# release_bin VAR PACKAGE [HINT]: use the binary named by $VAR, or build PACKAGE (release, its own cargo
+# invocation: building several packages together would change cairn's feature set) and export VAR.
+release_bin() {
+  local var=$1 pkg=$2 hint=${3:-}
+  if [ -n "${!var:-}" ]; then
+    [ -x "${!var}" ] || die "$var=${!var} is not executable"
+    return
   fi
-fi
-if has nullfs; then
-  if [ -n "${BENCH_NULLFS_BIN:-}" ]; then
-    [ -x "$BENCH_NULLFS_BIN" ] || die "BENCH_NULLFS_BIN=$BENCH_NULLFS_BIN is not executable"
-  else
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-    log "building cairn-nullfs (release) into $CARGO_TARGET_DIR"
-    # its own cargo invocation: building it together with cairn would change cairn's feature set
-    (cd "$ROOT" && cargo build --release -p cairn-nullfs >&2) || die "cargo build -p cairn-nullfs failed"
-    export BENCH_NULLFS_BIN=$CARGO_TARGET_DIR/release/cairn-nullfs
-  fi
-fi
-# the prefetch points with an added first-byte delay go through cairn-delayproxy
-workloads=${BENCH_WORKLOADS:-seq rand files list ckpt l2warm small_l2 prefetch}
-if has cairn && [[ " $workloads " == *" prefetch "* ]] && [[ " ${BENCH_PF_DELAYS:-0 20} " =~ \ [1-9] ]]; then
-  if [ -n "${BENCH_DELAYPROXY_BIN:-}" ]; then
-    [ -x "$BENCH_DELAYPROXY_BIN" ] || die "BENCH_DELAYPROXY_BIN=$BENCH_DELAYPROXY_BIN is not executable"
-  else
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-    log "building cairn-delayproxy (release) into $CARGO_TARGET_DIR"
-    (cd "$ROOT" && cargo build --release -p cairn-delayproxy >&2) || die "cargo build -p cairn-delayproxy failed"
-    export BENCH_DELAYPROXY_BIN=$CARGO_TARGET_DIR/release/cairn-delayproxy
-  fi
-fi
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+  log "building $pkg (release) into $CARGO_TARGET_DIR"
+  (cd "$ROOT" && cargo build --release -p "$pkg" >&2) || die "cargo build -p $pkg failed${hint:+ ($hint)}"
+  export "$var=$CARGO_TARGET_DIR/release/$pkg"
+}
+has cairn && release_bin BENCH_CAIRN_BIN cairn "BENCH_SYSTEMS='rclone s3fs ceiling' skips cairn"
+has nullfs && release_bin BENCH_NULLFS_BIN cairn-nullfs
+# the prefetch points with an added first-byte delay (BENCH_PF_DELAYS) go through it; small, built with cairn
+has cairn && release_bin BENCH_DELAYPROXY_BIN cairn-delayproxy
 export BENCH_GIT_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo none)
 
 # ---- work dir, cleanup ---------------------------------------------------------------------------
