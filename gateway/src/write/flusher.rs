@@ -458,18 +458,12 @@ impl Flusher {
                 // uploads it at its new name).
                 return None;
             }
-            Some((
-                first_path.clone(),
-                f.size,
-                f.extents.clone(),
-                f.cond.clone(),
-                f.changed_lsn,
-            ))
+            Some((f.size, f.extents.clone(), f.cond.clone(), f.changed_lsn))
         });
-        let Some((path, size, extents, cond, lsn)) = snap else {
+        let Some((size, extents, cond, lsn)) = snap else {
             return Ok(Done::Ok);
         };
-        self.upload_snapshot(fid, adopt, &path, &key, size, &extents, cond, lsn)
+        self.upload_snapshot(fid, adopt, &first_path, &key, size, &extents, cond, lsn)
             .await
     }
 
