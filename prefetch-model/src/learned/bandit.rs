@@ -283,6 +283,31 @@ impl Control {
 mod tests {
     use super::*;
 
+    /// A controller whose decision window is one access.
+    fn per_access_control() -> Control {
+        Control::new(ControlConfig {
+            window: 1,
+            ..Default::default()
+        })
+    }
+
+    /// Which arms `class` was given over `n` windows of the same model/heuristic stats.
+    fn arms_seen(
+        c: &mut Control,
+        class: usize,
+        model: WindowStats,
+        heur: WindowStats,
+        n: usize,
+    ) -> [bool; ARMS.len()] {
+        let mut seen = [false; ARMS.len()];
+        for _ in 0..n {
+            seen[c.arm_index(class)] = true;
+            c.record(class, model, heur);
+            c.tick(class);
+        }
+        seen
+    }
+
     fn w(demand: f64, covered: f64, issued: f64) -> WindowStats {
         WindowStats {
             demand,
@@ -322,11 +347,7 @@ mod tests {
 
     #[test]
     fn bandit_settles_on_the_best_arm() {
-        let cfg = ControlConfig {
-            window: 1,
-            ..Default::default()
-        };
-        let mut c = Control::new(cfg);
+        let mut c = per_access_control();
         let class = 7;
         let mut plays = [0u32; ARMS.len()];
         for _ in 0..400 {
@@ -343,11 +364,7 @@ mod tests {
 
     #[test]
     fn a_perfect_arm_is_kept_and_emitting_nothing_is_not_explored() {
-        let cfg = ControlConfig {
-            window: 1,
-            ..Default::default()
-        };
-        let mut c = Control::new(cfg);
+        let mut c = per_access_control();
         let start = c.arm_index(4);
         for _ in 0..300 {
             // whatever arm: everything covered, nothing wasted
@@ -357,21 +374,11 @@ mod tests {
         }
         // a class covering 60% without waste: more aggressive arms are tried; a more
         // cautious one cannot do better (it covers less), nor can the silent one
-        let mut seen = [false; ARMS.len()];
-        for _ in 0..50 {
-            seen[c.arm_index(5)] = true;
-            c.record(5, w(10.0, 6.0, 6.0), w(10.0, 6.0, 6.0));
-            c.tick(5);
-        }
+        let seen = arms_seen(&mut c, 5, w(10.0, 6.0, 6.0), w(10.0, 6.0, 6.0), 50);
         assert!(!seen[0] && !seen[1], "{seen:?}");
         assert!(seen[3] && seen[4], "{seen:?}");
         // covering 60% while wasting: the cautious arm is worth a try
-        let mut seen = [false; ARMS.len()];
-        for _ in 0..50 {
-            seen[c.arm_index(6)] = true;
-            c.record(6, w(10.0, 6.0, 20.0), w(10.0, 6.0, 6.0));
-            c.tick(6);
-        }
+        let seen = arms_seen(&mut c, 6, w(10.0, 6.0, 20.0), w(10.0, 6.0, 6.0), 50);
         assert!(!seen[0] && seen[1], "{seen:?}");
         assert_eq!(
             unplayed_value(0, &[0.0; ARMS.len()], &[0.0; ARMS.len()]),
@@ -388,11 +395,7 @@ mod tests {
 
     #[test]
     fn an_arm_that_wasted_is_not_re_explored_once_its_plays_decay() {
-        let cfg = ControlConfig {
-            window: 1,
-            ..Default::default()
-        };
-        let mut c = Control::new(cfg);
+        let mut c = per_access_control();
         let mut wasteful = 0;
         for _ in 0..400 {
             let arm = c.arm_index(7);
@@ -413,11 +416,7 @@ mod tests {
 
     #[test]
     fn bandit_stops_prefetching_where_every_prefetch_loses() {
-        let cfg = ControlConfig {
-            window: 1,
-            ..Default::default()
-        };
-        let mut c = Control::new(cfg);
+        let mut c = per_access_control();
         let mut off = 0;
         for i in 0..400 {
             let a = c.arm_index(3);

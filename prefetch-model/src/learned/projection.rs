@@ -75,12 +75,6 @@ pub struct ProjectionTable {
     slots: Vec<(u64, ColSet)>,
 }
 
-impl Default for ProjectionTable {
-    fn default() -> Self {
-        Self::new(8)
-    }
-}
-
 impl ProjectionTable {
     /// A table of `2^bits` datasets.
     pub fn new(bits: u32) -> Self {
@@ -286,6 +280,15 @@ mod tests {
         }
     }
 
+    /// The layout, an empty table and the dataset key of program 1 in directory 2.
+    fn fixture() -> (Layout, ProjectionTable, u64) {
+        (
+            layout(),
+            ProjectionTable::new(4),
+            ProjectionTable::key(1, 2, 5),
+        )
+    }
+
     fn offsets(out: &[Candidate]) -> Vec<u64> {
         out.iter().map(|c| c.offset / 100).collect()
     }
@@ -315,9 +318,7 @@ mod tests {
 
     #[test]
     fn learns_the_projection_from_the_first_row_group() {
-        let l = layout();
-        let mut t = ProjectionTable::new(4);
-        let key = ProjectionTable::key(1, 2, 5);
+        let (l, mut t, key) = fixture();
         let mut p = Projection::default();
         let mut out = vec![];
         // columns 1 and 3 of row group 0: nothing known yet
@@ -355,9 +356,7 @@ mod tests {
 
     #[test]
     fn a_run_continuing_into_the_next_unit_counts_only_once_read_to_its_end() {
-        let l = layout();
-        let mut t = ProjectionTable::new(4);
-        let key = ProjectionTable::key(1, 2, 5);
+        let (l, mut t, key) = fixture();
         let mut p = Projection::default();
         let mut out = vec![];
         // row group 0 reads columns 1 and 3; after each, the run spills into the next column
@@ -379,9 +378,7 @@ mod tests {
 
     #[test]
     fn a_new_projection_drops_the_old_one() {
-        let l = layout();
-        let mut t = ProjectionTable::new(4);
-        let key = ProjectionTable::key(1, 2, 5);
+        let (l, mut t, key) = fixture();
         let mut set = ColSet::default();
         set.insert(1);
         set.insert(3);
